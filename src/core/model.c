@@ -1,0 +1,328 @@
+/* Model loading: map the file, index the weights, recognise the family from the key names, read
+ * the hyper-parameters off the tensor shapes, then apply family defaults and the optional config
+ * file for what the weights cannot tell. See docs/model-config.md for the config keys read. */
+#include "model.h"
+
+#include "clip_tokenizer.h"
+#include "json.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define UNET "model.diffusion_model."
+#define VAE "first_stage_model."
+#define CLIP_HF "cond_stage_model.transformer.text_model."
+
+const ldm_tensor *model_weight(const ldm_model *m, const char *name) {
+    const st_tensor *t = st_find(m->file, name);
+    if (!t) return NULL;
+    return &m->weights[t - st_at(m->file, 0)];
+}
+
+static const ldm_tensor *weight_va(const ldm_model *m, const char *fmt, va_list ap, char *name, size_t cap) {
+    vsnprintf(name, cap, fmt, ap);
+    return model_weight(m, name);
+}
+
+const ldm_tensor *model_weightf(const ldm_model *m, ldm_status *status, const char *fmt, ...) {
+    char name[512];
+    va_list ap;
+    va_start(ap, fmt);
+    const ldm_tensor *t = weight_va(m, fmt, ap, name, sizeof name);
+    va_end(ap);
+    if (!t && *status == LDM_OK) *status = ldm_fail(LDM_ERR_FORMAT, "checkpoint lacks tensor '%s'", name);
+    return t;
+}
+
+bool model_has(const ldm_model *m, const char *fmt, ...) {
+    char name[512];
+    va_list ap;
+    va_start(ap, fmt);
+    const ldm_tensor *t = weight_va(m, fmt, ap, name, sizeof name);
+    va_end(ap);
+    return t != NULL;
+}
+
+/* Dimension d of a tensor, or -1 if absent or of another rank. */
+static int64_t dim_of(const ldm_model *m, const char *name, int ndim, int d) {
+    const ldm_tensor *t = model_weight(m, name);
+    if (!t || t->ndim != ndim) return -1;
+    return t->ne[d];
+}
+
+static ldm_status index_weights(ldm_model *m) {
+    size_t n = st_count(m->file);
+    m->weights = calloc(n ? n : 1, sizeof *m->weights);
+    if (!m->weights) return ldm_fail(LDM_ERR_NO_MEMORY, "out of memory indexing weights");
+    m->n_weights = n;
+    for (size_t i = 0; i < n; i++) {
+        const st_tensor *s = st_at(m->file, i);
+        ldm_tensor *t = &m->weights[i];
+        t->dtype = s->dtype;
+        t->data = (void *)s->data;
+        if (s->ndim == 0) {
+            t->ndim = 1;
+            t->ne[0] = 1;
+        } else if (s->ndim <= LDM_MAX_DIMS) {
+            t->ndim = s->ndim;
+            for (int d = 0; d < s->ndim; d++) t->ne[d] = s->shape[d];
+        } else {
+            t->ndim = 0; /* not usable as a weight; never looked up by the models */
+        }
+    }
+    return LDM_OK;
+}
+
+/* Names what the file looks like when it is not a family this build runs. */
+static const char *recognise_other(const ldm_model *m) {
+    if (model_has(m, "conditioner.embedders.1.model.token_embedding.weight")) return "SDXL (two text encoders)";
+    if (model_has(m, "cond_stage_model.model.token_embedding.weight") && model_has(m, UNET "label_emb.0.weight"))
+        return "the Stable Diffusion x4 upscaler";
+    if (model_has(m, "cond_stage_model.model.token_embedding.weight")) return "Stable Diffusion 2.x (OpenCLIP text encoder)";
+    if (model_has(m, "cond_stage_model.transformer.token_emb.weight")) return "an LDM with a BERT text encoder (LDM-KL-8-G)";
+    if (model_has(m, "first_stage_model.quantize.embedding.weight")) return "an LDM with a VQ autoencoder (e.g. LDM super-resolution)";
+    if (model_has(m, UNET "input_blocks.0.0.weight")) return "an LDM UNet of an unknown family";
+    return NULL;
+}
+
+static ldm_status derive_unet(ldm_model *m) {
+    unet_config *u = &m->unet;
+    ldm_status st = LDM_OK;
+    const ldm_tensor *conv_in = model_weightf(m, &st, UNET "input_blocks.0.0.weight");
+    const ldm_tensor *conv_out = model_weightf(m, &st, UNET "out.2.weight");
+    if (st) return st;
+    if (conv_in->ndim != 4 || conv_out->ndim != 4) return ldm_fail(LDM_ERR_FORMAT, "UNet conv_in/out are not 4-D");
+    u->model_channels = (int32_t)conv_in->ne[0];
+    u->in_channels = (int32_t)conv_in->ne[1];
+    u->out_channels = (int32_t)conv_out->ne[0];
+    /* input_blocks: [conv_in] then per level num_res_blocks blocks and a downsample (not on the last). */
+    int nres = 0;
+    while (model_has(m, UNET "input_blocks.%d.0.in_layers.0.weight", 1 + nres)) nres++;
+    if (nres == 0) return ldm_fail(LDM_ERR_FORMAT, "UNet has no residual blocks");
+    u->num_res_blocks = nres;
+    int idx = 1, level = 0;
+    for (;;) {
+        if (level >= LDM_MAX_LEVELS) return ldm_fail(LDM_ERR_UNSUPPORTED, "UNet has too many levels");
+        int64_t oc;
+        char name[256];
+        snprintf(name, sizeof name, UNET "input_blocks.%d.0.out_layers.3.weight", idx);
+        oc = dim_of(m, name, 4, 0);
+        if (oc <= 0 || oc % u->model_channels) return ldm_fail(LDM_ERR_FORMAT, "UNet block %d has a bad shape", idx);
+        u->channel_mult[level] = (int32_t)(oc / u->model_channels);
+        u->attn_at_level[level] = model_has(m, UNET "input_blocks.%d.1.norm.weight", idx);
+        idx += nres;
+        level++;
+        if (!model_has(m, UNET "input_blocks.%d.0.op.weight", idx)) break;
+        idx++;
+    }
+    u->n_levels = level;
+    /* Transformer details from the first transformer found. */
+    char prefix[256] = "";
+    for (int i = 1; i < idx && !prefix[0]; i++)
+        if (model_has(m, UNET "input_blocks.%d.1.norm.weight", i)) snprintf(prefix, sizeof prefix, UNET "input_blocks.%d.1.", i);
+    if (!prefix[0] && model_has(m, UNET "middle_block.1.norm.weight")) snprintf(prefix, sizeof prefix, UNET "middle_block.1.");
+    if (prefix[0]) {
+        char name[300];
+        snprintf(name, sizeof name, "%sproj_in.weight", prefix);
+        const ldm_tensor *pin = model_weight(m, name);
+        if (!pin) return ldm_fail(LDM_ERR_FORMAT, "checkpoint lacks '%s'", name);
+        u->linear_proj = pin->ndim == 2;
+        snprintf(name, sizeof name, "%stransformer_blocks.0.attn2.to_k.weight", prefix);
+        int64_t cd = dim_of(m, name, 2, 1);
+        if (cd <= 0) return ldm_fail(LDM_ERR_FORMAT, "UNet cross-attention '%s' missing or malformed", name);
+        u->context_dim = (int32_t)cd;
+        int depth = 0;
+        for (;;) {
+            snprintf(name, sizeof name, "%stransformer_blocks.%d.norm1.weight", prefix, depth);
+            if (!model_weight(m, name)) break;
+            depth++;
+        }
+        u->transformer_depth = depth;
+    }
+    return LDM_OK;
+}
+
+static ldm_status derive_vae(ldm_model *m) {
+    vae_config *v = &m->vae;
+    ldm_status st = LDM_OK;
+    const ldm_tensor *cin = model_weightf(m, &st, VAE "encoder.conv_in.weight");
+    const ldm_tensor *cout = model_weightf(m, &st, VAE "decoder.conv_out.weight");
+    const ldm_tensor *pq = model_weightf(m, &st, VAE "post_quant_conv.weight");
+    const ldm_tensor *dec_in = model_weightf(m, &st, VAE "decoder.conv_in.weight");
+    if (st) return st;
+    v->ch = (int32_t)cin->ne[0];
+    v->in_channels = (int32_t)cin->ne[1];
+    v->out_ch = (int32_t)cout->ne[0];
+    v->embed_dim = (int32_t)pq->ne[1];
+    v->z_channels = (int32_t)dec_in->ne[1];
+    int nres = 0;
+    while (model_has(m, VAE "encoder.down.0.block.%d.conv1.weight", nres)) nres++;
+    int levels = 0;
+    while (model_has(m, VAE "encoder.down.%d.block.0.conv1.weight", levels)) {
+        if (levels >= LDM_MAX_LEVELS) return ldm_fail(LDM_ERR_UNSUPPORTED, "VAE has too many levels");
+        char name[256];
+        snprintf(name, sizeof name, VAE "encoder.down.%d.block.0.conv1.weight", levels);
+        v->ch_mult[levels] = (int32_t)(dim_of(m, name, 4, 0) / v->ch);
+        levels++;
+    }
+    if (!nres || !levels) return ldm_fail(LDM_ERR_FORMAT, "VAE encoder blocks missing");
+    v->num_res_blocks = nres;
+    v->n_levels = levels;
+    return LDM_OK;
+}
+
+static ldm_status derive_clip_hf(ldm_model *m) {
+    clip_config *c = &m->clip;
+    ldm_status st = LDM_OK;
+    const ldm_tensor *tok = model_weightf(m, &st, CLIP_HF "embeddings.token_embedding.weight");
+    const ldm_tensor *pos = model_weightf(m, &st, CLIP_HF "embeddings.position_embedding.weight");
+    const ldm_tensor *fc1 = model_weightf(m, &st, CLIP_HF "encoder.layers.0.mlp.fc1.weight");
+    if (st) return st;
+    c->vocab = (int32_t)tok->ne[0];
+    c->width = (int32_t)tok->ne[1];
+    c->n_pos = (int32_t)pos->ne[0];
+    c->ff_dim = (int32_t)fc1->ne[0];
+    int layers = 0;
+    while (model_has(m, CLIP_HF "encoder.layers.%d.self_attn.q_proj.weight", layers)) layers++;
+    c->layers = layers;
+    c->heads = c->width / 64 > 0 ? c->width / 64 : 1; /* CLIP ViT-L: 768 / 64 = 12 heads */
+    c->act = CLIP_ACT_QUICK_GELU;
+    c->pad_id = 49407; /* SD 1.x pads with the end token */
+    if (c->n_pos != 77) return ldm_fail(LDM_ERR_UNSUPPORTED, "text encoder has %d positions (77 expected)", c->n_pos);
+    return LDM_OK;
+}
+
+/* Applies the keys of a CompVis-style config JSON that the weights cannot tell. */
+static ldm_status apply_config(ldm_model *m, const char *path) {
+    char *text;
+    size_t len;
+    ldm_status st = ldm_read_file(path, &text, &len);
+    if (st) return st;
+    json_value *root;
+    st = json_parse(text, len, &root);
+    free(text);
+    if (st) return ldm_fail(st, "config '%s': %s", path, ldm_last_error());
+    const json_value *p = json_path(root, "model.params");
+    if (!p) p = json_get(root, "params");
+    int64_t iv;
+    const json_value *v;
+    if ((v = json_get(p, "scale_factor")) && v->type == JSON_NUMBER) m->scale_factor = (float)v->number;
+    if ((v = json_get(p, "linear_start")) && v->type == JSON_NUMBER) m->sched.linear_start = v->number;
+    if ((v = json_get(p, "linear_end")) && v->type == JSON_NUMBER) m->sched.linear_end = v->number;
+    if ((v = json_get(p, "timesteps")) && json_as_int64(v, &iv)) m->sched.timesteps = (int32_t)iv;
+    if ((v = json_get(p, "parameterization")) && v->type == JSON_STRING)
+        m->prediction = strcmp(v->string, "v") == 0 ? LDM_PREDICTION_V : LDM_PREDICTION_EPS;
+    const json_value *up = json_path(p, "unet_config.params");
+    if ((v = json_get(up, "num_heads")) && json_as_int64(v, &iv)) m->unet.num_heads = (int32_t)iv;
+    if ((v = json_get(up, "num_head_channels")) && json_as_int64(v, &iv)) m->unet.num_head_channels = (int32_t)iv;
+    const json_value *hf = json_path(root, "cond_stage.hf_text_config");
+    if ((v = json_get(hf, "num_attention_heads")) && json_as_int64(v, &iv) && iv > 0) m->clip.heads = (int32_t)iv;
+    if ((v = json_get(hf, "hidden_act")) && v->type == JSON_STRING)
+        m->clip.act = strcmp(v->string, "gelu") == 0 ? CLIP_ACT_GELU : CLIP_ACT_QUICK_GELU;
+    if ((v = json_path(root, "cond_stage.tokenizer.pad")) && json_as_int64(v, &iv)) m->clip.pad_id = (int32_t)iv;
+    json_free(root);
+    if (m->sched.timesteps != 1000)
+        return ldm_fail(LDM_ERR_UNSUPPORTED, "config '%s': %d training timesteps (1000 supported)", path,
+                        m->sched.timesteps);
+    return LDM_OK;
+}
+
+/* ldm "linear" schedule: betas = linspace(sqrt(start), sqrt(end), T)^2 in float64, cumulative
+ * product of 1 - beta in float64, stored as float32 (ldm/models/diffusion/ddpm.py register_schedule). */
+static void compute_alphas_cumprod(ldm_model *m) {
+    int T = m->sched.timesteps;
+    double a = sqrt(m->sched.linear_start), b = sqrt(m->sched.linear_end), prod = 1.0;
+    double step = (b - a) / (T - 1);
+    for (int i = 0; i < T; i++) {
+        /* torch.linspace fills the first half from the start and the second from the end. */
+        double s = i < T / 2 ? a + step * i : b - step * (T - 1 - i);
+        prod *= 1.0 - s * s;
+        m->alphas_cumprod[i] = (float)prod;
+    }
+}
+
+static void validate_heads(ldm_model *m, ldm_status *st) {
+    if (*st) return;
+    if (m->unet.num_heads <= 0 && m->unet.num_head_channels <= 0)
+        *st = ldm_fail(LDM_ERR_FORMAT, "UNet attention heads unknown (set num_heads in the config)");
+    if (m->clip.heads <= 0 || m->clip.width % m->clip.heads)
+        *st = ldm_fail(LDM_ERR_FORMAT, "text encoder width %d is not divisible by %d heads", m->clip.width,
+                       m->clip.heads);
+}
+
+LDM_API void ldm_model_params_init(ldm_model_params *params) {
+    if (!params) return;
+    memset(params, 0, sizeof *params);
+    params->struct_size = sizeof *params;
+    params->prediction = LDM_PREDICTION_AUTO;
+}
+
+LDM_API void ldm_model_destroy(ldm_model *model) {
+    if (!model) return;
+    ldm_clip_tokenizer_destroy(model->tokenizer);
+    free(model->weights);
+    st_close(model->file);
+    free(model);
+}
+
+ldm_status ldm_model_load_internal(const char *path, const ldm_model_params *params, ldm_model **out) {
+    ldm_model *m = calloc(1, sizeof *m);
+    if (!m) return ldm_fail(LDM_ERR_NO_MEMORY, "out of memory");
+    ldm_status st = st_open(path, &m->file);
+    if (!st) st = index_weights(m);
+    if (!st) {
+        bool sd1 = model_has(m, UNET "input_blocks.0.0.weight") && model_has(m, VAE "encoder.conv_in.weight") &&
+                   model_has(m, CLIP_HF "embeddings.token_embedding.weight");
+        const char *other = recognise_other(m);
+        if (sd1 && dim_of(m, UNET "input_blocks.0.0.weight", 4, 1) != 4) {
+            st = ldm_fail(LDM_ERR_UNSUPPORTED,
+                          "'%s': recognised an SD 1.x inpainting checkpoint (%lld-channel UNet input); this build "
+                          "runs SD 1.x txt2img models only",
+                          path, (long long)dim_of(m, UNET "input_blocks.0.0.weight", 4, 1));
+        } else if (sd1) {
+            m->family = LDM_FAMILY_SD1;
+            m->family_name = "sd1";
+        } else if (other) {
+            st = ldm_fail(LDM_ERR_UNSUPPORTED, "'%s': recognised %s, which this build does not run yet", path, other);
+        } else {
+            st = ldm_fail(LDM_ERR_UNSUPPORTED, "'%s': not a recognised diffusion checkpoint (%zu tensors, no UNet keys)",
+                          path, m->n_weights);
+        }
+    }
+    if (!st) st = derive_unet(m);
+    if (!st) st = derive_vae(m);
+    if (!st) st = derive_clip_hf(m);
+    if (!st) {
+        /* SD 1.x defaults (CompVis configs/stable-diffusion/v1-inference.yaml). */
+        m->unet.num_heads = 8;
+        m->scale_factor = 0.18215f;
+        m->prediction = LDM_PREDICTION_EPS;
+        m->sched = (ldm_schedule_config){1000, 0.00085, 0.012};
+        m->latent_channels = m->unet.out_channels;
+        m->downscale = 1 << (m->vae.n_levels - 1);
+        if (params && params->config_path) st = apply_config(m, params->config_path);
+    }
+    if (!st && params && params->prediction != LDM_PREDICTION_AUTO) {
+        if (params->prediction != LDM_PREDICTION_EPS && params->prediction != LDM_PREDICTION_V)
+            st = ldm_fail(LDM_ERR_INVALID_ARG, "prediction must be auto, eps or v");
+        else
+            m->prediction = params->prediction;
+    }
+    validate_heads(m, &st);
+    if (!st) {
+        compute_alphas_cumprod(m);
+        st = ldm_clip_tokenizer_create(&m->tokenizer);
+    }
+    if (st) {
+        ldm_model_destroy(m);
+        return st;
+    }
+    *out = m;
+    return LDM_OK;
+}
+
+LDM_API const char *ldm_model_family(const ldm_model *model) { return model ? model->family_name : NULL; }
+LDM_API int32_t ldm_model_latent_channels(const ldm_model *model) { return model ? model->latent_channels : 0; }
+LDM_API int32_t ldm_model_downscale(const ldm_model *model) { return model ? model->downscale : 0; }

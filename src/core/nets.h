@@ -1,0 +1,32 @@
+/* Forward passes of the networks of a checkpoint. Each reads its weights from the model by their
+ * checkpoint keys and runs on whatever backend `ex` holds. Host buffers in, host buffers out. */
+#ifndef LDM_CORE_NETS_H
+#define LDM_CORE_NETS_H
+
+#include "model.h"
+#include "ops.h"
+
+/* CLIP text transformer (HF names). ids [n, 77] -> out [n, 77, width]: the final layer norm
+ * applied to the output of layer (layers - skip), skip = max(clip_skip, 1) - 1 (A1111's
+ * "clip skip": 1 = last layer). hidden (optional) receives [layers + 1, n, 77, width]: the
+ * embeddings, then each layer's output, before the final norm (HF hidden_states). */
+ldm_status clip_text_forward(ldm_exec *ex, const ldm_model *m, const int32_t *ids, int32_t n, int32_t clip_skip,
+                             float *out, float *hidden);
+
+/* UNet: x [n, c, h, w], t [n] (fractional allowed), context [n, tokens, context_dim] ->
+ * out [n, out_channels, h, w] (the raw model output, eps or v). */
+ldm_status unet_forward(ldm_exec *ex, const ldm_model *m, int32_t n, int32_t h, int32_t w, const float *x,
+                        const float *t, int32_t tokens, const float *context, float *out);
+
+/* KL autoencoder. encode: image [n, 3, H, W] -> moments [n, 2*embed_dim, H/f, W/f]
+ * (quant_conv(encoder(x))). decode: z [n, embed_dim, h, w] (first-stage space, i.e. already
+ * divided by the scale factor) -> image [n, 3, h*f, w*f]. */
+ldm_status vae_encode_moments(ldm_exec *ex, const ldm_model *m, int32_t n, int32_t H, int32_t W, const float *image,
+                              float *moments);
+ldm_status vae_decode(ldm_exec *ex, const ldm_model *m, int32_t n, int32_t h, int32_t w, const float *z,
+                      float *image);
+
+/* Sinusoidal timestep embedding as openaimodel.timestep_embedding (cos half first, float32). */
+void timestep_embedding(const float *t, int32_t n, int32_t dim, float *out);
+
+#endif

@@ -1,0 +1,47 @@
+/* safetensors container: memory-mapped reader with every offset, size and shape checked, and a
+ * writer (used by the conformance runner and tests).
+ * Format: u64 little-endian header length N, N bytes of JSON, then the data section. */
+#ifndef LDM_CORE_SAFETENSORS_H
+#define LDM_CORE_SAFETENSORS_H
+
+#include "common.h"
+#include "dtype.h"
+
+#define ST_MAX_DIMS 8
+#define ST_MAX_HEADER ((size_t)100 << 20) /* 100 MiB, as the reference implementation */
+
+typedef struct st_tensor {
+    const char *name;
+    ldm_dtype dtype;
+    int32_t ndim;
+    int64_t shape[ST_MAX_DIMS];
+    size_t nbytes;    /* product(shape) * dtype size, checked against the offsets */
+    const void *data; /* points into the mapping; unaligned access must be memcpy'd */
+} st_tensor;
+
+typedef struct st_file st_file;
+
+ldm_status st_open(const char *path, st_file **out);
+/* Parses a buffer the caller keeps alive (fuzzing, in-memory files). */
+ldm_status st_open_memory(const void *data, size_t size, st_file **out);
+void st_close(st_file *f);
+
+size_t st_count(const st_file *f);
+const st_tensor *st_at(const st_file *f, size_t i);
+const st_tensor *st_find(const st_file *f, const char *name);
+/* A string value of "__metadata__", or NULL. */
+const char *st_meta(const st_file *f, const char *key);
+size_t st_numel(const st_tensor *t);
+/* Copies a float tensor (F32/F16/BF16/F64) into a new float32 array (caller frees). */
+ldm_status st_read_f32(const st_tensor *t, float **out);
+
+/* Writer: add tensors (data is copied), then write. */
+typedef struct st_writer st_writer;
+st_writer *st_writer_new(void);
+ldm_status st_writer_add(st_writer *w, const char *name, ldm_dtype dt, int32_t ndim,
+                         const int64_t *shape, const void *data);
+ldm_status st_writer_meta(st_writer *w, const char *key, const char *value);
+ldm_status st_writer_save(st_writer *w, const char *path);
+void st_writer_free(st_writer *w);
+
+#endif

@@ -1,0 +1,51 @@
+/* The sampler interface. A sampler is one file that defines an ldm_sampler_def and walks the
+ * schedule it is given, calling back into the pipeline for model evaluations, noise and
+ * progress. The pipeline owns guidance, prediction type (eps / v) and the recording of
+ * intermediate tensors; a sampler only does its update formulas. */
+#ifndef LDM_CORE_SAMPLER_H
+#define LDM_CORE_SAMPLER_H
+
+#include "common.h"
+#include "schedule.h"
+
+typedef enum {
+    LDM_SAMPLER_SIGMA = 0,   /* k-diffusion family: walks `sigmas`, model gives denoised x0 */
+    LDM_SAMPLER_DDPM_T = 1,  /* CompVis family (DDIM, PLMS): walks integer timesteps, model gives eps */
+} ldm_sampler_space;
+
+typedef struct ldm_sample_run ldm_sample_run;
+
+struct ldm_sample_run {
+    int32_t n;          /* elements of one latent */
+    float *x;           /* the latent, updated in place: starts as the sampler's x_init */
+    int32_t steps;      /* number of entries to walk: sigmas has steps + 1, timesteps has steps */
+    const float *sigmas;          /* SIGMA samplers */
+    const int32_t *timesteps;     /* DDPM_T samplers, ascending; walked from the end */
+    const ldm_discrete_schedule *sched;
+    float eta;
+
+    /* CFG'd denoised estimate D(x; sigma) (SIGMA samplers). */
+    ldm_status (*denoise)(ldm_sample_run *r, const float *x, float sigma, float *denoised);
+    /* CFG'd noise prediction at integer timestep t (DDPM_T samplers); eps even for v models. */
+    ldm_status (*eps)(ldm_sample_run *r, const float *x, int32_t t, float *eps);
+    /* One latent-shaped N(0, 1) draw from the generation's stream. */
+    ldm_status (*randn)(ldm_sample_run *r, float *out);
+    /* Reports a finished step (1-based); nonzero status (cancel) stops the sampler. */
+    ldm_status (*step_done)(ldm_sample_run *r, int32_t step, const float *x, const float *x0_estimate);
+    void *user;
+};
+
+typedef struct ldm_sampler_def {
+    const char *name;           /* canonical name */
+    const char *const *aliases; /* NULL-terminated */
+    ldm_sampler_space space;
+    ldm_status (*run)(ldm_sample_run *r);
+} ldm_sampler_def;
+
+const ldm_sampler_def *sampler_find(const char *name);
+
+/* The samplers, one file each. */
+extern const ldm_sampler_def ldm_sampler_euler;
+extern const ldm_sampler_def ldm_sampler_ddim;
+
+#endif

@@ -1,0 +1,321 @@
+/* The CPU backend: creation, storage, argument checks, weight conversion and the vtable.
+ *
+ * Threading: every parallel loop is an OpenMP construct with an explicit num_threads(n) clause
+ * (n = the backend's n_threads), so the backend never touches the process-wide OpenMP default.
+ * The heavy math is OpenBLAS sgemm; OpenBLAS's thread count is unfortunately process-global
+ * (openblas_set_num_threads), see cpu_blas_set_threads. */
+#include "cpu_internal.h"
+#include "cpu_math.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <unistd.h>
+
+#include <cblas.h>
+#include <omp.h>
+
+#if defined(__x86_64__) && defined(__GNUC__)
+#include <immintrin.h>
+#define LDM_CPU_HAVE_F16C_PATH 1
+#endif
+
+/* ------------------------------------------------------------------------------------------ */
+/* Memory                                                                                     */
+/* ------------------------------------------------------------------------------------------ */
+
+void *cpu_alloc(size_t count, size_t elem, const char *what) {
+    size_t bytes;
+    if (!ldm_mul_size(count, elem, &bytes)) {
+        ldm_fail(LDM_ERR_NO_MEMORY, "cpu: %s: size overflow", what);
+        return NULL;
+    }
+    /* round up to the alignment (aligned_alloc wants a multiple; harmless for posix_memalign) */
+    if (bytes == 0) bytes = LDM_CPU_ALIGN;
+    if (bytes > SIZE_MAX - LDM_CPU_ALIGN) {
+        ldm_fail(LDM_ERR_NO_MEMORY, "cpu: %s: size overflow", what);
+        return NULL;
+    }
+    bytes = (bytes + LDM_CPU_ALIGN - 1) / LDM_CPU_ALIGN * LDM_CPU_ALIGN;
+    void *p = NULL;
+    if (posix_memalign(&p, LDM_CPU_ALIGN, bytes) != 0 || !p) {
+        ldm_fail(LDM_ERR_NO_MEMORY, "cpu: %s: cannot allocate %zu bytes", what, bytes);
+        return NULL;
+    }
+    return p;
+}
+
+void cpu_free(void *p) { free(p); }
+
+/* OpenBLAS keeps one thread count for the whole process: two backends (or two contexts) with
+ * different n_threads used concurrently from different threads race on it, and the last setter
+ * wins for both. That only changes speed, never results. With a non-OpenBLAS BLAS this does
+ * nothing and the BLAS uses its own default. */
+void cpu_blas_set_threads(int n) {
+#ifdef OPENBLAS_VERSION
+    if (n < 1) n = 1;
+    if (openblas_get_num_threads() != n) openblas_set_num_threads(n);
+#else
+    (void)n;
+#endif
+}
+
+/* ------------------------------------------------------------------------------------------ */
+/* Checks                                                                                     */
+/* ------------------------------------------------------------------------------------------ */
+
+const char *cpu_shape_str(const ldm_tensor *t, char *buf, size_t size) {
+    if (!t) {
+        snprintf(buf, size, "(null)");
+        return buf;
+    }
+    size_t off = 0;
+    off += (size_t)snprintf(buf + off, size - off, "[");
+    for (int i = 0; i < t->ndim && i < LDM_MAX_DIMS && off < size; i++)
+        off += (size_t)snprintf(buf + off, size - off, i ? ", %lld" : "%lld", (long long)t->ne[i]);
+    if (off < size) snprintf(buf + off, size - off, "]");
+    return buf;
+}
+
+static ldm_status check_shape(const char *op, const char *name, const ldm_tensor *t) {
+    if (t->ndim < 1 || t->ndim > LDM_MAX_DIMS)
+        return ldm_fail(LDM_ERR_INVALID_ARG, "%s: %s has ndim %d (need 1..%d)", op, name, (int)t->ndim,
+                        LDM_MAX_DIMS);
+    for (int i = 0; i < t->ndim; i++)
+        if (t->ne[i] <= 0)
+            return ldm_fail(LDM_ERR_INVALID_ARG, "%s: %s has dimension %d of size %lld", op, name, i,
+                            (long long)t->ne[i]);
+    /* Bound the element count so that byte offsets never overflow (2^40 elements). */
+    int64_t n = 1;
+    for (int i = 0; i < t->ndim; i++) {
+        if (t->ne[i] > ((int64_t)1 << 40) / n)
+            return ldm_fail(LDM_ERR_INVALID_ARG, "%s: %s is too large", op, name);
+        n *= t->ne[i];
+    }
+    return LDM_OK;
+}
+
+ldm_status cpu_check_act(const char *op, const char *name, const ldm_tensor *t) {
+    if (!t) return ldm_fail(LDM_ERR_INVALID_ARG, "%s: %s is NULL", op, name);
+    if (t->dtype != LDM_DT_F32)
+        return ldm_fail(LDM_ERR_INVALID_ARG, "%s: %s must be F32 (is %s)", op, name, ldm_dtype_name(t->dtype));
+    if (!t->data) return ldm_fail(LDM_ERR_INVALID_ARG, "%s: %s has no host storage", op, name);
+    return check_shape(op, name, t);
+}
+
+ldm_status cpu_check_weight(const char *op, const char *name, const ldm_tensor *t) {
+    if (!t) return ldm_fail(LDM_ERR_INVALID_ARG, "%s: %s is NULL", op, name);
+    if (t->dtype != LDM_DT_F32 && t->dtype != LDM_DT_F16 && t->dtype != LDM_DT_BF16)
+        return ldm_fail(LDM_ERR_INVALID_ARG, "%s: %s must be F32, F16 or BF16 (is %s)", op, name,
+                        ldm_dtype_name(t->dtype));
+    if (!t->data) return ldm_fail(LDM_ERR_INVALID_ARG, "%s: %s has no host storage", op, name);
+    return check_shape(op, name, t);
+}
+
+bool cpu_same_shape(const ldm_tensor *a, const ldm_tensor *b) {
+    if (a->ndim != b->ndim) return false;
+    for (int i = 0; i < a->ndim; i++)
+        if (a->ne[i] != b->ne[i]) return false;
+    return true;
+}
+
+ldm_status cpu_check_no_alias(const char *op, const ldm_tensor *out, const ldm_tensor *in) {
+    uintptr_t o0 = (uintptr_t)out->data, o1 = o0 + (uintptr_t)ldm_numel(out) * ldm_dtype_size(out->dtype);
+    uintptr_t i0 = (uintptr_t)in->data, i1 = i0 + (uintptr_t)ldm_numel(in) * ldm_dtype_size(in->dtype);
+    if (o0 < i1 && i0 < o1)
+        return ldm_fail(LDM_ERR_INVALID_ARG, "%s: the output overlaps an input (not supported in place)", op);
+    return LDM_OK;
+}
+
+/* ------------------------------------------------------------------------------------------ */
+/* Weight conversion                                                                          */
+/* ------------------------------------------------------------------------------------------ */
+
+#ifdef LDM_CPU_HAVE_F16C_PATH
+__attribute__((target("avx,f16c"))) static void f16_to_f32_f16c(const unsigned char *src, float *dst, size_t n) {
+    size_t i = 0;
+    for (; i + 8 <= n; i += 8) {
+        __m128i h = _mm_loadu_si128((const __m128i *)(const void *)(src + 2 * i));
+        _mm256_storeu_ps(dst + i, _mm256_cvtph_ps(h));
+    }
+    for (; i < n; i++) {
+        uint16_t h;
+        memcpy(&h, src + 2 * i, 2);
+        dst[i] = ldm_f16_to_f32(h);
+    }
+}
+#endif
+
+void cpu_convert_f32(ldm_dtype dt, const void *src, size_t first, float *dst, size_t n) {
+    const unsigned char *s = src;
+    switch (dt) {
+    case LDM_DT_F32: memcpy(dst, s + 4 * first, 4 * n); break;
+    case LDM_DT_F16: {
+        s += 2 * first;
+#ifdef LDM_CPU_HAVE_F16C_PATH
+        if (__builtin_cpu_supports("f16c") && __builtin_cpu_supports("avx")) {
+            f16_to_f32_f16c(s, dst, n);
+            break;
+        }
+#endif
+        for (size_t i = 0; i < n; i++) {
+            uint16_t h;
+            memcpy(&h, s + 2 * i, 2);
+            dst[i] = ldm_f16_to_f32(h);
+        }
+        break;
+    }
+    case LDM_DT_BF16: {
+        s += 2 * first;
+        for (size_t i = 0; i < n; i++) {
+            uint16_t h;
+            memcpy(&h, s + 2 * i, 2);
+            dst[i] = cpu_bits_to_f32((uint32_t)h << 16);
+        }
+        break;
+    }
+    default: /* not reached: callers check the dtype */
+        memset(dst, 0, 4 * n);
+        break;
+    }
+}
+
+ldm_status cpu_weight_get(const char *op, const ldm_tensor *t, int n_threads, cpu_weight *out) {
+    out->p = NULL;
+    out->owned = NULL;
+    if (!t) return LDM_OK;
+    if (t->dtype == LDM_DT_F32 && ((uintptr_t)t->data & 3u) == 0) {
+        out->p = t->data;
+        return LDM_OK;
+    }
+    size_t n = (size_t)ldm_numel(t);
+    float *buf = cpu_alloc(n, sizeof(float), op);
+    if (!buf) return LDM_ERR_NO_MEMORY;
+    const size_t block = (size_t)1 << 16;
+    size_t nblocks = (n + block - 1) / block;
+    int nt = nblocks > 1 ? n_threads : 1;
+    ldm_dtype dt = t->dtype;
+    const void *src = t->data;
+#pragma omp parallel for num_threads(nt) schedule(static)
+    for (size_t i = 0; i < nblocks; i++) {
+        size_t first = i * block, cnt = LDM_MIN(block, n - first);
+        cpu_convert_f32(dt, src, first, buf + first, cnt);
+    }
+    out->p = buf;
+    out->owned = buf;
+    return LDM_OK;
+}
+
+void cpu_weight_release(cpu_weight *w) {
+    cpu_free(w->owned);
+    w->owned = NULL;
+    w->p = NULL;
+}
+
+/* ------------------------------------------------------------------------------------------ */
+/* Storage                                                                                    */
+/* ------------------------------------------------------------------------------------------ */
+
+#define LDM_CPU_MAX_TENSOR_BYTES ((uint64_t)1 << 34)
+
+static ldm_tensor *cpu_new_tensor(ldm_backend *be, int32_t ndim, const int64_t *shape) {
+    (void)be;
+    if (ndim < 1 || ndim > LDM_MAX_DIMS || !shape) {
+        ldm_fail(LDM_ERR_NO_MEMORY, "cpu new_tensor: bad rank %d (need 1..%d)", (int)ndim, LDM_MAX_DIMS);
+        return NULL;
+    }
+    uint64_t bytes = sizeof(float);
+    for (int i = 0; i < ndim; i++) {
+        if (shape[i] <= 0) {
+            ldm_fail(LDM_ERR_NO_MEMORY, "cpu new_tensor: dimension %d is %lld", i, (long long)shape[i]);
+            return NULL;
+        }
+        if ((uint64_t)shape[i] > LDM_CPU_MAX_TENSOR_BYTES || bytes * (uint64_t)shape[i] > LDM_CPU_MAX_TENSOR_BYTES) {
+            ldm_fail(LDM_ERR_NO_MEMORY, "cpu new_tensor: tensor larger than 16 GiB refused");
+            return NULL;
+        }
+        bytes *= (uint64_t)shape[i];
+    }
+    ldm_tensor *t = calloc(1, sizeof *t);
+    if (!t) {
+        ldm_fail(LDM_ERR_NO_MEMORY, "cpu new_tensor: out of memory");
+        return NULL;
+    }
+    t->data = cpu_alloc((size_t)bytes, 1, "new_tensor");
+    if (!t->data) {
+        free(t);
+        return NULL;
+    }
+    t->dtype = LDM_DT_F32;
+    t->ndim = ndim;
+    for (int i = 0; i < ndim; i++) t->ne[i] = shape[i];
+    t->device = NULL;
+    t->owns_data = true;
+    return t;
+}
+
+static void cpu_free_tensor(ldm_backend *be, ldm_tensor *t) {
+    (void)be;
+    if (!t) return;
+    if (t->owns_data) cpu_free(t->data);
+    free(t);
+}
+
+static ldm_status cpu_upload(ldm_backend *be, ldm_tensor *dst, const float *src) {
+    (void)be;
+    ldm_status st = cpu_check_act("upload", "dst", dst);
+    if (st) return st;
+    if (!src) return ldm_fail(LDM_ERR_INVALID_ARG, "upload: src is NULL");
+    memcpy(dst->data, src, (size_t)ldm_numel(dst) * sizeof(float));
+    return LDM_OK;
+}
+
+static ldm_status cpu_download(ldm_backend *be, const ldm_tensor *src, float *dst) {
+    (void)be;
+    ldm_status st = cpu_check_act("download", "src", src);
+    if (st) return st;
+    if (!dst) return ldm_fail(LDM_ERR_INVALID_ARG, "download: dst is NULL");
+    memcpy(dst, src->data, (size_t)ldm_numel(src) * sizeof(float));
+    return LDM_OK;
+}
+
+static void cpu_destroy(ldm_backend *be) { free(be); }
+
+static const ldm_backend_ops cpu_ops = {
+    .name = "cpu",
+    .destroy = cpu_destroy,
+    .new_tensor = cpu_new_tensor,
+    .free_tensor = cpu_free_tensor,
+    .upload = cpu_upload,
+    .download = cpu_download,
+    .conv2d = cpu_conv2d,
+    .linear = cpu_linear,
+    .group_norm = cpu_group_norm,
+    .layer_norm = cpu_layer_norm,
+    .attention = cpu_attention,
+    .unary = cpu_unary,
+    .geglu = cpu_geglu,
+    .add = cpu_add,
+    .add_per_channel = cpu_add_per_channel,
+    .scale = cpu_scale,
+    .upsample_nearest2x = cpu_upsample_nearest2x,
+    .concat_channels = cpu_concat_channels,
+    .nchw_to_nlc = cpu_nchw_to_nlc,
+    .nlc_to_nchw = cpu_nlc_to_nchw,
+    .embedding = cpu_embedding,
+};
+
+ldm_status ldm_cpu_backend_create(int32_t n_threads, ldm_backend **out) {
+    if (!out) return ldm_fail(LDM_ERR_INVALID_ARG, "ldm_cpu_backend_create: out is NULL");
+    *out = NULL;
+    if (n_threads <= 0) {
+        long n = sysconf(_SC_NPROCESSORS_ONLN);
+        n_threads = n > 0 ? (int32_t)LDM_MIN(n, 1024) : 1;
+    }
+    if (n_threads > 1024) n_threads = 1024;
+    ldm_cpu_backend *cb = calloc(1, sizeof *cb);
+    if (!cb) return ldm_fail(LDM_ERR_NO_MEMORY, "ldm_cpu_backend_create: out of memory");
+    cb->base.ops = &cpu_ops;
+    cb->base.n_threads = n_threads;
+    *out = &cb->base;
+    return LDM_OK;
+}

@@ -1,0 +1,142 @@
+#!/bin/sh
+# Tests of the ldm command-line program that need no model: --version/--help, usage errors
+# (exit 2, exactly one "ldm: error:" line), and library/file errors (exit 1 with a message).
+#
+# usage: test_cli.sh LDM_EXE VERSION [SCRATCH_DIR]     (run by meson: meson test --suite cli)
+set -u
+
+LDM=$1
+VERSION=$2
+TMP=$(mktemp -d "${3:-${TMPDIR:-/tmp}}/ldm-cli.XXXXXX") || exit 1
+trap 'rm -rf "$TMP"' EXIT
+failures=0
+
+fail() {
+    echo "FAIL: $*"
+    sed 's/^/    stderr: /' "$TMP/err"
+    failures=$((failures + 1))
+}
+
+# Runs ldm; leaves stdout, stderr and the exit status in $TMP/out, $TMP/err and $status.
+run() {
+    "$LDM" "$@" >"$TMP/out" 2>"$TMP/err"
+    status=$?
+}
+
+expect_status() {
+    want=$1
+    shift
+    run "$@"
+    if [ "$status" -ne "$want" ]; then
+        fail "ldm $*: exit $status, expected $want"
+        return 1
+    fi
+    return 0
+}
+
+stdout_has() { # a fixed string
+    grep -q -F -e "$1" "$TMP/out" || fail "stdout of the last command lacks '$1'"
+}
+
+# A usage error: exit 2, and stderr is one line starting "ldm: error: ".
+expect_usage_error() {
+    expect_status 2 "$@" || return
+    lines=$(wc -l <"$TMP/err")
+    if [ "$lines" -ne 1 ] || ! grep -q '^ldm: error: ' "$TMP/err"; then
+        fail "ldm $*: expected one 'ldm: error:' line on stderr, got $lines line(s)"
+    fi
+}
+
+# A failure past argument parsing: exit 1 with an "ldm: error:" line containing $1.
+expect_failure() {
+    needle=$1
+    shift
+    expect_status 1 "$@" || return
+    grep -q '^ldm: error: ' "$TMP/err" || fail "ldm $*: no 'ldm: error:' line"
+    grep -q -e "$needle" "$TMP/err" || fail "ldm $*: stderr lacks '$needle'"
+}
+
+# --- version and help ------------------------------------------------------------------------
+if expect_status 0 --version; then
+    [ "$(cat "$TMP/out")" = "ldm $VERSION" ] || fail "--version printed '$(cat "$TMP/out")'"
+fi
+expect_status 0 -V && stdout_has "ldm $VERSION"
+
+expect_status 0 --help && {
+    stdout_has 'ldm txt2img'
+    stdout_has 'ldm info'
+    # Subcommands the library cannot run yet must not be advertised.
+    for absent in img2img inpaint upscale; do
+        ! grep -q "$absent" "$TMP/out" || fail "--help mentions unsupported '$absent'"
+    done
+}
+expect_status 0 help && stdout_has 'ldm txt2img'
+expect_status 0 txt2img --help && {
+    for opt in --model --prompt --negative-prompt --width --height --steps --cfg-scale --sampler \
+        --scheduler --seed --rng --batch-count --clip-skip --eta --threads --backend --config \
+        --prediction --output --verbose; do
+        stdout_has "$opt"
+    done
+    stdout_has 'euler' # the sampler list comes from the library
+}
+expect_status 0 txt2img -m x -h && stdout_has 'usage: ldm txt2img'
+expect_status 0 info --help && stdout_has 'usage: ldm info'
+expect_status 0 help txt2img && stdout_has 'usage: ldm txt2img'
+
+# --- usage errors: exit 2 ----------------------------------------------------------------------
+expect_status 2 # no command: usage, then the error
+grep -q '^ldm: error: ' "$TMP/err" || fail "no command: no 'ldm: error:' line"
+expect_usage_error frobnicate
+expect_usage_error --bogus
+expect_usage_error help frobnicate
+expect_usage_error info
+
+M="$TMP/model.safetensors" # never created: these must fail before looking for it
+expect_usage_error txt2img -p cat
+expect_usage_error txt2img -m "$M"
+expect_usage_error txt2img -m "$M" -p cat --bogus
+expect_usage_error txt2img -m "$M" -p cat -x
+expect_usage_error txt2img -m "$M" -p
+expect_usage_error txt2img -m "$M" -p cat extra-argument
+expect_usage_error txt2img -m "$M" -p cat --verbose=1
+expect_usage_error txt2img -m "" -p cat
+expect_usage_error txt2img -m "$M" -p cat -o ""
+for bad in abc 0 -8 100 12x "" " 64" +64 16392 99999999999999999999; do
+    expect_usage_error txt2img -m "$M" -p cat -W "$bad"
+done
+expect_usage_error txt2img -m "$M" -p cat --height=513
+expect_usage_error txt2img -m "$M" -p cat --steps 0
+expect_usage_error txt2img -m "$M" -p cat --batch-count 0
+for bad in nan inf 1e999 7,5 -1 abc ""; do
+    expect_usage_error txt2img -m "$M" -p cat --cfg-scale "$bad"
+done
+for bad in abc -2 -0 1.5 " 5" +5 0x10 18446744073709551616 99999999999999999999999; do
+    expect_usage_error txt2img -m "$M" -p cat --seed "$bad"
+done
+expect_usage_error txt2img -m "$M" -p cat --scheduler foo
+expect_usage_error txt2img -m "$M" -p cat --rng gpu
+expect_usage_error txt2img -m "$M" -p cat --backend metal
+expect_usage_error txt2img -m "$M" -p cat --prediction x
+expect_usage_error txt2img -m "$M" -p cat --sampler no-such-sampler
+expect_usage_error txt2img -m "$M" -p cat -t -1
+
+# --- failures after parsing: exit 1 -------------------------------------------------------------
+# These parse, so they also prove the values above the error cases are accepted: the largest
+# seed, a random seed, bundled and attached short options, --opt=value, case-insensitive choices.
+OUT="$TMP/out.png"
+expect_failure 'LDM_ERR_' txt2img -m "$M" -p cat --backend cpu --seed 18446744073709551615 -o "$OUT"
+expect_failure 'LDM_ERR_' txt2img -m "$M" -p cat --backend cpu --seed -1 -W512 --height=768 \
+    --scheduler Karras --rng CPU --cfg-scale 1 --eta 0.5 --clip-skip 2 -vv -o "$OUT"
+expect_failure 'LDM_ERR_' info --backend cpu "$M"
+printf 'this is not a safetensors file' >"$TMP/garbage.safetensors"
+expect_failure 'LDM_ERR_' info --backend cpu "$TMP/garbage.safetensors"
+expect_failure 'LDM_ERR_' txt2img -m "$TMP/garbage.safetensors" -p cat --backend cpu -o "$OUT"
+[ ! -e "$OUT" ] || fail "a failed run wrote $OUT"
+# The output directory is checked before the (slow) model load.
+expect_failure 'cannot write to directory' txt2img -m "$M" -p cat -o "$TMP/no/such/dir/x.png"
+
+if [ "$failures" -ne 0 ]; then
+    echo "$failures check(s) failed"
+    exit 1
+fi
+echo "cli: all checks passed"
