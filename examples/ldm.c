@@ -1,0 +1,505 @@
+/*
+ * ldm: the command-line front end of libldm.
+ *
+ *   ldm txt2img -m model.safetensors -p "a photo of a cat" -o cat.png
+ *   ldm info model.safetensors
+ *   ldm --help | --version
+ *
+ * It uses only the public API (ldm/ldm.h), so it doubles as an example of that API. Exit
+ * statuses: 0 success, 1 library or file failure, 2 usage error, 130 interrupted (Ctrl-C).
+ * Batch outputs: the first image keeps the -o name, image i (i >= 1) gets "_i" before the
+ * extension (out.png, out_1.png, out_2.png, ...).
+ */
+#include <ctype.h>
+#include <errno.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <ldm/ldm.h>
+
+#include "cli_args.h"
+#include "png_io.h"
+#include "progress.h"
+
+/* ---------------------------------------------------------------------------------------------
+ * Ctrl-C. The handler asks the running library call to stop (ldm_context_cancel is the one
+ * function allowed on a context from elsewhere) and records the fact, so that the program
+ * unwinds normally — freeing everything and exiting 130 — instead of dying mid-write.
+ * ------------------------------------------------------------------------------------------- */
+static ldm_context *volatile g_cancel_ctx;
+static volatile sig_atomic_t g_interrupted;
+
+static void on_sigint(int sig)
+{
+    (void)sig;
+    g_interrupted = 1;
+    ldm_context *ctx = g_cancel_ctx;
+    if (ctx != NULL) {
+        ldm_context_cancel(ctx);
+    }
+    /* write() is async-signal-safe, stdio is not. The leading newline ends a drawn bar. */
+    static const char msg[] = "\nldm: interrupted, stopping (press Ctrl-C again to force)\n";
+    if (write(STDERR_FILENO, msg, sizeof msg - 1) < 0) {
+        /* nothing useful to do from a signal handler */
+    }
+}
+
+/* SA_RESETHAND: a second Ctrl-C gets the default action, so a call that does not reach a
+ * cancellation point soon can still be killed. A SIGINT that was ignored when ldm started
+ * (nohup, a background job of a non-interactive shell) stays ignored, as the caller meant. */
+static void install_sigint(void)
+{
+    struct sigaction sa;
+    if (sigaction(SIGINT, NULL, &sa) == 0 && sa.sa_handler == SIG_IGN) {
+        return;
+    }
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = on_sigint;
+    sigemptyset(&sa.sa_mask);
+    sa.sa_flags = SA_RESETHAND;
+    sigaction(SIGINT, &sa, NULL);
+}
+
+static int interrupted_exit(void)
+{
+    fputs("ldm: interrupted\n", stderr);
+    return LDM_EXIT_INTERRUPTED;
+}
+
+/* ---------------------------------------------------------------------------------------------
+ * Reporting
+ * ------------------------------------------------------------------------------------------- */
+
+/* "ldm: error: <message> (<STATUS>)". The message is copied first: ldm_last_error()'s pointer
+ * is only valid until the next libldm call, and ldm_status_string() is one. */
+static int library_failure(ldm_status status, const char *what)
+{
+    char message[1024];
+    const char *last = ldm_last_error();
+    snprintf(message, sizeof message, "%s", last != NULL && last[0] != '\0' ? last : what);
+    fprintf(stderr, "ldm: error: %s (%s)\n", message, ldm_status_string(status));
+    return LDM_EXIT_FAILURE;
+}
+
+static void on_log(ldm_log_level level, const char *message, void *user_data)
+{
+    static const char *const names[] = {"error", "warning", "info", "debug"};
+    const char *name = level >= 0 && level <= LDM_LOG_DEBUG ? names[level] : "log";
+    progress_break(user_data); /* do not print into the middle of a drawn bar */
+    fprintf(stderr, "ldm: %s: %s\n", name, message);
+}
+
+/* -v shows INFO, -vv DEBUG; warnings and errors are always shown. */
+static int32_t log_level_for(int32_t verbose)
+{
+    return verbose >= 2 ? LDM_LOG_DEBUG : verbose == 1 ? LDM_LOG_INFO : LDM_LOG_WARN;
+}
+
+/* ---------------------------------------------------------------------------------------------
+ * Context and model
+ * ------------------------------------------------------------------------------------------- */
+
+static ldm_status open_context(int32_t backend, int32_t threads, int32_t verbose, progress *bar,
+                               ldm_context **ctx)
+{
+    ldm_context_params cp;
+    ldm_context_params_init(&cp);
+    cp.backend = backend;
+    cp.n_threads = threads;
+    cp.log_level = log_level_for(verbose);
+    cp.log_fn = on_log;
+    cp.log_user_data = bar;
+    return ldm_context_create(&cp, ctx);
+}
+
+static ldm_status load_model(ldm_context *ctx, const char *path, const char *config,
+                             int32_t prediction, int32_t verbose, ldm_model **model)
+{
+    ldm_model_params mp;
+    ldm_model_params_init(&mp);
+    mp.config_path = config;
+    mp.prediction = prediction;
+    double t0 = progress_now();
+    ldm_status st = ldm_model_load(ctx, path, &mp, model);
+    if (st == LDM_OK && verbose) {
+        fprintf(stderr, "ldm: loaded %s (%s) in %.1fs on %s\n", path, ldm_model_family(*model),
+                progress_now() - t0, ldm_context_backend_name(ctx));
+    }
+    return st;
+}
+
+/* ---------------------------------------------------------------------------------------------
+ * Paths
+ * ------------------------------------------------------------------------------------------- */
+
+/* Offset of the extension's dot in `path` (or its length): only a dot in the last component
+ * that is not its first character counts, so "dir.v2/out" and ".hidden" have none. */
+static size_t extension_offset(const char *path)
+{
+    const char *slash = strrchr(path, '/');
+    const char *base = slash ? slash + 1 : path;
+    const char *dot = strrchr(base, '.');
+    return dot != NULL && dot != base ? (size_t)(dot - path) : strlen(path);
+}
+
+/* Image `index` of a batch: index 0 keeps `path`, others get "_index" before the extension. */
+static char *batch_output_path(const char *path, int index)
+{
+    size_t len = strlen(path) + 16;
+    char *out = malloc(len);
+    if (out == NULL) {
+        return NULL;
+    }
+    if (index == 0) {
+        snprintf(out, len, "%s", path);
+    } else {
+        size_t ext = extension_offset(path);
+        snprintf(out, len, "%.*s_%d%s", (int)ext, path, index, path + ext);
+    }
+    return out;
+}
+
+/* The checkpoint's file name without directory and extension, as A1111's "Model:" field. */
+static void model_name(const char *path, char *buf, size_t size)
+{
+    const char *slash = strrchr(path, '/');
+    const char *base = slash ? slash + 1 : path;
+    size_t len = extension_offset(path) - (size_t)(base - path);
+    snprintf(buf, size, "%.*s", (int)len, base);
+}
+
+/* Generation takes minutes; finding out afterwards that the output cannot be written would
+ * waste them, so the directory is checked first. */
+static int check_output_dir(const char *path)
+{
+    const char *slash = strrchr(path, '/');
+    char dir[4096];
+    if (slash == NULL) {
+        snprintf(dir, sizeof dir, ".");
+    } else {
+        snprintf(dir, sizeof dir, "%.*s", slash == path ? 1 : (int)(slash - path), path);
+    }
+    if (access(dir, W_OK) != 0) {
+        fprintf(stderr, "ldm: error: cannot write to directory '%s': %s\n", dir, strerror(errno));
+        return -1;
+    }
+    return 0;
+}
+
+/* ---------------------------------------------------------------------------------------------
+ * txt2img
+ * ------------------------------------------------------------------------------------------- */
+
+/* Unknown samplers are caught before loading a model, with the list of valid names; the
+ * canonical name (aliases resolved) is kept for the PNG parameters. */
+static int check_sampler(const char *name, char *canonical, size_t size)
+{
+    ldm_sampler *sampler = NULL;
+    if (ldm_sampler_create(name, &sampler) == LDM_OK) {
+        snprintf(canonical, size, "%s", ldm_sampler_name(sampler));
+        ldm_sampler_destroy(sampler);
+        return 0;
+    }
+    char names[256] = "";
+    const char *const *list = ldm_sampler_list();
+    for (size_t i = 0; list != NULL && list[i] != NULL; i++) {
+        size_t len = strlen(names);
+        snprintf(names + len, sizeof names - len, "%s%s", i ? ", " : "", list[i]);
+    }
+    cli_error("--sampler: unknown sampler '%s' (available: %s)", name, names);
+    return -1;
+}
+
+/* The "parameters" text in AUTOMATIC1111's format, which its PNG-info tab and many other tools
+ * parse. Optional fields appear only when they differ from the default, as A1111 does. */
+static char *format_parameters(const txt2img_options *o, const char *sampler, uint64_t seed,
+                               int width, int height)
+{
+    char *text = NULL;
+    size_t size = 0;
+    FILE *f = open_memstream(&text, &size);
+    if (f == NULL) {
+        return NULL;
+    }
+    char model[256];
+    model_name(o->model, model, sizeof model);
+
+    fprintf(f, "%s\n", o->prompt);
+    if (o->negative_prompt != NULL && o->negative_prompt[0] != '\0') {
+        fprintf(f, "Negative prompt: %s\n", o->negative_prompt);
+    }
+    fprintf(f, "Steps: %d, Sampler: %s, ", o->steps, sampler);
+    if (o->scheduler != 0) {
+        const char *name = cli_scheduler_name(o->scheduler);
+        fprintf(f, "Schedule type: %c%s, ", toupper((unsigned char)name[0]), name + 1); /* "Karras" */
+    }
+    fprintf(f, "CFG scale: %g, Seed: %llu, Size: %dx%d, Model: %s, ", (double)o->cfg_scale,
+            (unsigned long long)seed, width, height, model);
+    if (o->clip_skip > 1) {
+        fprintf(f, "Clip skip: %d, ", o->clip_skip);
+    }
+    if (o->eta != 0.0f) {
+        fprintf(f, "Eta: %g, ", (double)o->eta);
+    }
+    fprintf(f, "RNG: %s", cli_rng_name(o->rng));
+    if (fclose(f) != 0) {
+        free(text);
+        return NULL;
+    }
+    return text;
+}
+
+static int write_image(const txt2img_options *o, const char *sampler, const ldm_image *image,
+                       int index)
+{
+    /* Guards against a library bug; the API promises an RGB image for every batch item. */
+    if (image == NULL || ldm_image_channels(image) != 3) {
+        cli_error("the library returned no RGB image for batch item %d", index);
+        return -1;
+    }
+    int width = ldm_image_width(image);
+    int height = ldm_image_height(image);
+    uint64_t seed = ldm_image_seed(image);
+    char *path = batch_output_path(o->output, index);
+    char *parameters = format_parameters(o, sampler, seed, width, height);
+    char software[64];
+    snprintf(software, sizeof software, "libldm %s", ldm_version());
+
+    int rc = -1;
+    if (path == NULL || parameters == NULL) {
+        cli_error("out of memory");
+    } else {
+        png_io_text texts[] = {{"parameters", parameters}, {"Software", software}};
+        char err[512];
+        rc = png_io_write_rgb(path, ldm_image_data(image), width, height, ldm_image_stride(image),
+                              texts, 2, err, sizeof err);
+        if (rc != 0) {
+            cli_error("%s", err);
+        } else {
+            fprintf(stderr, "ldm: wrote %s (seed %llu)\n", path, (unsigned long long)seed);
+        }
+    }
+    free(parameters);
+    free(path);
+    return rc;
+}
+
+/* Progress callback: draws the bar, and cancels if Ctrl-C came when no call was running to see
+ * ldm_context_cancel() (the library clears that flag when the next call starts). */
+static int on_progress(int32_t step, int32_t total, void *user_data)
+{
+    progress_update(user_data, step, total);
+    return g_interrupted ? 1 : 0;
+}
+
+static void fill_txt2img_params(const txt2img_options *o, progress *bar, ldm_txt2img_params *p)
+{
+    ldm_txt2img_params_init(p);
+    p->prompt = o->prompt;
+    p->negative_prompt = o->negative_prompt;
+    p->width = o->width;
+    p->height = o->height;
+    p->steps = o->steps;
+    p->cfg_scale = o->cfg_scale;
+    p->sampler = o->sampler;
+    p->scheduler = cli_scheduler_name(o->scheduler);
+    p->seed = o->seed.value;
+    p->random_seed = o->seed.random;
+    p->batch_count = o->batch_count;
+    p->clip_skip = o->clip_skip;
+    p->rng = o->rng;
+    p->eta = o->eta;
+    p->progress = on_progress;
+    p->user_data = bar;
+}
+
+/* Generates and saves; the context and model are owned by the caller. */
+static int generate(ldm_context *ctx, ldm_model *model, const txt2img_options *o,
+                    const char *sampler, progress *bar)
+{
+    ldm_image **images = calloc((size_t)o->batch_count, sizeof *images);
+    if (images == NULL) {
+        cli_error("out of memory");
+        return LDM_EXIT_FAILURE;
+    }
+    ldm_txt2img_params params;
+    fill_txt2img_params(o, bar, &params);
+
+    double t0 = progress_now();
+    progress_init(bar, stderr, o->batch_count);
+    ldm_status st = ldm_txt2img(ctx, model, &params, images);
+    progress_break(bar);
+
+    int rc = LDM_EXIT_OK;
+    if (st == LDM_ERR_CANCELLED || g_interrupted) {
+        rc = interrupted_exit();
+    } else if (st != LDM_OK) {
+        rc = library_failure(st, "image generation failed");
+    } else {
+        if (o->verbose) {
+            fprintf(stderr, "ldm: generated %d image(s) in %.1fs\n", o->batch_count,
+                    progress_now() - t0);
+        }
+        for (int i = 0; i < o->batch_count && rc == LDM_EXIT_OK; i++) {
+            if (write_image(o, sampler, images[i], i) != 0) {
+                rc = LDM_EXIT_FAILURE;
+            }
+        }
+    }
+    for (int i = 0; i < o->batch_count; i++) {
+        ldm_image_destroy(images[i]);
+    }
+    free(images);
+    return rc;
+}
+
+static int cmd_txt2img(int argc, char **argv)
+{
+    txt2img_options o;
+    cli_result parsed = txt2img_parse(argc, argv, &o);
+    if (parsed != CLI_RUN) {
+        return parsed == CLI_HELP ? LDM_EXIT_OK : LDM_EXIT_USAGE;
+    }
+    char sampler[64];
+    if (check_sampler(o.sampler, sampler, sizeof sampler) != 0) {
+        return LDM_EXIT_USAGE;
+    }
+    if (check_output_dir(o.output) != 0) {
+        return LDM_EXIT_FAILURE;
+    }
+
+    install_sigint();
+    progress bar;
+    progress_init(&bar, stderr, o.batch_count);
+    ldm_context *ctx = NULL;
+    ldm_model *model = NULL;
+    int rc;
+    ldm_status st = open_context(o.backend, o.threads, o.verbose, &bar, &ctx);
+    if (st != LDM_OK) {
+        return library_failure(st, "cannot create a context");
+    }
+    g_cancel_ctx = ctx;
+
+    if (!g_interrupted) {
+        st = load_model(ctx, o.model, o.config, o.prediction, o.verbose, &model);
+    }
+    if (g_interrupted) {
+        rc = interrupted_exit();
+    } else if (st != LDM_OK) {
+        rc = library_failure(st, "cannot load the model");
+    } else {
+        rc = generate(ctx, model, &o, sampler, &bar);
+    }
+
+    /* Unpublish the context before destroying it, so a late Ctrl-C cannot reach freed memory. */
+    g_cancel_ctx = NULL;
+    ldm_model_destroy(model);
+    ldm_context_destroy(ctx);
+    return rc;
+}
+
+/* ---------------------------------------------------------------------------------------------
+ * info
+ * ------------------------------------------------------------------------------------------- */
+
+static int cmd_info(int argc, char **argv)
+{
+    info_options o;
+    cli_result parsed = info_parse(argc, argv, &o);
+    if (parsed != CLI_RUN) {
+        return parsed == CLI_HELP ? LDM_EXIT_OK : LDM_EXIT_USAGE;
+    }
+    progress bar; /* never drawn; the log callback expects one */
+    progress_init(&bar, stderr, 1);
+    ldm_context *ctx = NULL;
+    ldm_model *model = NULL;
+    ldm_status st = open_context(o.backend, o.threads, o.verbose, &bar, &ctx);
+    if (st != LDM_OK) {
+        return library_failure(st, "cannot create a context");
+    }
+    int rc = LDM_EXIT_OK;
+    st = load_model(ctx, o.model, o.config, o.prediction, o.verbose, &model);
+    if (st != LDM_OK) {
+        rc = library_failure(st, "cannot load the model");
+    } else {
+        printf("model:           %s\n", o.model);
+        printf("family:          %s\n", ldm_model_family(model));
+        printf("latent channels: %d\n", ldm_model_latent_channels(model));
+        printf("downscale:       %d\n", ldm_model_downscale(model));
+        printf("backend:         %s\n", ldm_context_backend_name(ctx));
+    }
+    ldm_model_destroy(model);
+    ldm_context_destroy(ctx);
+    return rc;
+}
+
+/* ---------------------------------------------------------------------------------------------
+ * main
+ * ------------------------------------------------------------------------------------------- */
+
+static int cmd_help(int argc, char **argv);
+
+typedef struct subcommand {
+    const char *name;
+    int (*run)(int argc, char **argv); /* argv[0] is the subcommand name */
+} subcommand;
+
+static const subcommand subcommands[] = {
+    {"txt2img", cmd_txt2img},
+    {"info", cmd_info},
+    {"help", cmd_help},
+};
+
+static const subcommand *find_subcommand(const char *name)
+{
+    for (size_t i = 0; i < sizeof subcommands / sizeof subcommands[0]; i++) {
+        if (strcmp(subcommands[i].name, name) == 0) {
+            return &subcommands[i];
+        }
+    }
+    return NULL;
+}
+
+/* "ldm help" is "ldm --help"; "ldm help txt2img" is "ldm txt2img --help". */
+static int cmd_help(int argc, char **argv)
+{
+    if (argc < 2) {
+        cli_print_usage(stdout);
+        return LDM_EXIT_OK;
+    }
+    const subcommand *sub = find_subcommand(argv[1]);
+    if (sub == NULL || sub->run == cmd_help) {
+        cli_error("no help for '%s' (see 'ldm --help')", argv[1]);
+        return LDM_EXIT_USAGE;
+    }
+    char *help_argv[] = {argv[1], "--help", NULL};
+    return sub->run(2, help_argv);
+}
+
+int main(int argc, char **argv)
+{
+    if (argc < 2) {
+        cli_print_usage(stderr);
+        cli_error("no command given");
+        return LDM_EXIT_USAGE;
+    }
+    const char *first = argv[1];
+    if (strcmp(first, "--help") == 0 || strcmp(first, "-h") == 0) {
+        cli_print_usage(stdout);
+        return LDM_EXIT_OK;
+    }
+    if (strcmp(first, "--version") == 0 || strcmp(first, "-V") == 0) {
+        printf("ldm %s\n", ldm_version());
+        return LDM_EXIT_OK;
+    }
+    const subcommand *sub = find_subcommand(first);
+    if (sub == NULL) {
+        cli_error("unknown %s '%s' (see 'ldm --help')", first[0] == '-' ? "option" : "command",
+                  first);
+        return LDM_EXIT_USAGE;
+    }
+    return sub->run(argc - 1, argv + 1);
+}
