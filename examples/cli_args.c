@@ -92,7 +92,7 @@ static const option txt2img_table[] = {
         .max = MAX_SIDE, .multiple_of = 8),
     OPT('H', "height", OPT_INT, T2I(height), "N", "image height in pixels, a multiple of 8",
         .min = 8, .max = MAX_SIDE, .multiple_of = 8),
-    OPT(0, "steps", OPT_INT, T2I(steps), "N", "sampling steps", .min = 1, .max = 10000),
+    OPT(0, "steps", OPT_INT, T2I(steps), "N", "sampling steps", .min = 1, .max = 1000),
     OPT(0, "cfg-scale", OPT_FLOAT, T2I(cfg_scale), "F",
         "guidance scale; 1 skips the negative prompt", .min = 0, .max = 100),
     OPT(0, "sampler", OPT_STRING, T2I(sampler), "NAME", "sampling method (list below)",

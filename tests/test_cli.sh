@@ -2,11 +2,15 @@
 # Tests of the ldm command-line program that need no model: --version/--help, usage errors
 # (exit 2, exactly one "ldm: error:" line), and library/file errors (exit 1 with a message).
 #
-# usage: test_cli.sh LDM_EXE VERSION [SCRATCH_DIR]     (run by meson: meson test --suite cli)
+# With a (tiny) model it also generates: info, txt2img with a batch, the PNG's parameters,
+# seed+i reproducibility, and Ctrl-C (exit 130, nothing written).
+#
+# usage: test_cli.sh LDM_EXE VERSION [SCRATCH_DIR [MODEL]]   (run by meson: meson test --suite cli)
 set -u
 
 LDM=$1
 VERSION=$2
+MODEL=${4:-}
 TMP=$(mktemp -d "${3:-${TMPDIR:-/tmp}}/ldm-cli.XXXXXX") || exit 1
 trap 'rm -rf "$TMP"' EXIT
 failures=0
@@ -106,6 +110,7 @@ for bad in abc 0 -8 100 12x "" " 64" +64 16392 99999999999999999999; do
 done
 expect_usage_error txt2img -m "$M" -p cat --height=513
 expect_usage_error txt2img -m "$M" -p cat --steps 0
+expect_usage_error txt2img -m "$M" -p cat --steps 1001
 expect_usage_error txt2img -m "$M" -p cat --batch-count 0
 for bad in nan inf 1e999 7,5 -1 abc ""; do
     expect_usage_error txt2img -m "$M" -p cat --cfg-scale "$bad"
@@ -134,6 +139,86 @@ expect_failure 'LDM_ERR_' txt2img -m "$TMP/garbage.safetensors" -p cat --backend
 [ ! -e "$OUT" ] || fail "a failed run wrote $OUT"
 # The output directory is checked before the (slow) model load.
 expect_failure 'cannot write to directory' txt2img -m "$M" -p cat -o "$TMP/no/such/dir/x.png"
+
+# --- end to end with a real (tiny) model ---------------------------------------------------------
+file_has() { # FILE STRING: the bytes of FILE contain STRING
+    grep -q -a -F -e "$2" "$1" || fail "$1 lacks '$2'"
+}
+
+# Ctrl-C during sampling: the run must stop by itself with 130 and write nothing. The job is
+# started with SIGINT at its default (a background job of a script would inherit it ignored,
+# which ldm respects), and it is polled rather than waited on, so a hang fails instead of
+# blocking the suite.
+test_interrupt() {
+    env --default-signal=INT "$LDM" txt2img -m "$MODEL" -p cat -W 32 -H 32 --steps 1000 \
+        --backend cpu -o "$TMP/int.png" >"$TMP/out" 2>"$TMP/err" &
+    pid=$!
+    n=0
+    while ! grep -q 'step ' "$TMP/err" && kill -0 "$pid" 2>/dev/null && [ $n -lt 120 ]; do
+        sleep 1
+        n=$((n + 1))
+    done
+    kill -INT "$pid" 2>/dev/null
+    n=0
+    while kill -0 "$pid" 2>/dev/null && [ $n -lt 60 ]; do
+        sleep 1
+        n=$((n + 1))
+    done
+    if kill -0 "$pid" 2>/dev/null; then
+        kill -KILL "$pid"
+        fail "ldm did not stop within 60s of SIGINT"
+    fi
+    wait "$pid"
+    status=$?
+    [ "$status" -eq 130 ] || fail "SIGINT: exit $status, expected 130"
+    grep -q '^ldm: interrupted' "$TMP/err" || fail "SIGINT: no 'ldm: interrupted' message"
+    [ ! -e "$TMP/int.png" ] || fail "SIGINT: an image was written anyway"
+}
+
+if [ -n "$MODEL" ] && [ -f "$MODEL" ]; then
+    if expect_status 0 info "$MODEL"; then
+        stdout_has 'family:          sd1'
+        stdout_has 'latent channels: 4'
+        stdout_has 'downscale:       8'
+    fi
+
+    G="$TMP/gen.png"
+    if expect_status 0 txt2img -m "$MODEL" -p "a red cube" -n blurry -W 32 -H 32 --steps 1 \
+        --seed 7 --batch-count 2 --backend cpu -t 2 -o "$G"; then
+        grep -q -F "wrote $G (seed 7)" "$TMP/err" || fail "no 'wrote $G (seed 7)' on stderr"
+        grep -q -F "wrote $TMP/gen_1.png (seed 8)" "$TMP/err" || fail "no gen_1.png (seed 8) line"
+        grep -q 'step 1/1' "$TMP/err" || fail "no progress line on stderr"
+        for f in "$G" "$TMP/gen_1.png"; do
+            [ "$(head -c 8 "$f" | od -An -tx1 | tr -d ' \n')" = 89504e470d0a1a0a ] ||
+                fail "$f is not a PNG"
+        done
+        file_has "$G" "a red cube
+Negative prompt: blurry
+Steps: 1, Sampler: euler, CFG scale: 7.5, Seed: 7, Size: 32x32, Model: sd1-tiny, RNG: cuda"
+        file_has "$TMP/gen_1.png" "Seed: 8, Size: 32x32"
+        file_has "$G" "libldm $VERSION"
+    fi
+    # Batch item i uses seed+i: the second image of seed 7 is byte-identical to seed 8 alone
+    # (same pixels, same parameters text).
+    if expect_status 0 txt2img -m "$MODEL" -p "a red cube" -n blurry -W 32 -H 32 --steps 1 \
+        --seed 8 --backend cpu -t 2 -o "$TMP/eight.png"; then
+        cmp -s "$TMP/gen_1.png" "$TMP/eight.png" || fail "batch item 1 of seed 7 differs from seed 8"
+    fi
+    # A random seed is reported, and recorded in the PNG.
+    if expect_status 0 txt2img -m "$MODEL" -p cube -W 32 -H 32 --steps 1 --seed -1 \
+        --backend cpu -o "$TMP/random.png"; then
+        seed=$(sed -n 's/^ldm: wrote .* (seed \([0-9]*\))$/\1/p' "$TMP/err")
+        [ -n "$seed" ] || fail "--seed -1: no seed reported"
+        [ -z "$seed" ] || file_has "$TMP/random.png" "Seed: $seed,"
+    fi
+    if env --default-signal=INT true 2>/dev/null; then
+        test_interrupt
+    else
+        echo "SKIP: Ctrl-C test (env --default-signal unsupported)"
+    fi
+else
+    echo "SKIP: end-to-end tests (no model at '${MODEL}')"
+fi
 
 if [ "$failures" -ne 0 ]; then
     echo "$failures check(s) failed"

@@ -150,9 +150,9 @@ static int check_file(const ldm_clip_tokenizer *tok, const char *dir, const char
         else failed++;
         free(bpe), free(sd1), free(sd2);
     }
+    size_t total = cases && cases->type == JSON_ARRAY ? cases->count : 0;
     json_free(root);
-    printf("%-28s %zu passed, %zu failed, %zu skipped (of %zu cases)\n", file, passed, failed, skipped,
-           cases && cases->type == JSON_ARRAY ? cases->count : 0);
+    printf("%-28s %zu passed, %zu failed, %zu skipped (of %zu cases)\n", file, passed, failed, skipped, total);
     if (failed) g_failures++;
     return (int)failed;
 }

@@ -300,6 +300,7 @@ static ldm_status run_txt2img(ldm_context *ctx, ldm_model *m, case_file *c, st_w
     if (!st) st = put_trace(w, &ts, "context_uncond", false, 3, ctxs, false);
     if (!st) st = put_trace(w, &ts, "ids_cond", false, 2, ids, true);
     if (!st) st = put_trace(w, &ts, "ids_uncond", false, 2, ids, true);
+    if (!st) st = put_trace(w, &ts, "lms_coeffs", true, 1, (int64_t[]){4}, false);
     trace_buf *tb;
     if (!st && (tb = trace_get(&ts, "sigmas")) && tb->count)
         st = put_trace(w, &ts, "sigmas", false, 1, (int64_t[]){(int64_t)tb->count}, false);

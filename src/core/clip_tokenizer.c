@@ -342,7 +342,7 @@ static void ftfy_unescape_html(const uint32_t *s, size_t n, cpbuf *out) {
         bool numeric = k < n && s[k] == '#';
         if (numeric) k++;
         size_t r = 0;
-        while (k + r < n && is_ascii_alnum(s[k + r])) r++;
+        while (k + r < n && r <= 24 && is_ascii_alnum(s[k + r])) r++;
         if (r < 1 || r > 24 || k + r >= n || s[k + r] != ';') {
             cb_push(out, s[i++]);
             continue;
@@ -497,16 +497,40 @@ static void nfc(const uint32_t *s, size_t n, cpbuf *out) {
         cb_free(&d);
         return;
     }
-    /* Canonical ordering: stable sort of each run of non-starters by combining class. */
-    for (size_t i = 1; i < d.n; i++) {
-        uint32_t c = d.v[i], cc = ccc_of(c);
-        if (cc == 0) continue;
-        size_t j = i;
-        while (j > 0 && ccc_of(d.v[j - 1]) > cc) {
-            d.v[j] = d.v[j - 1];
-            j--;
+    /* Canonical ordering: stable sort of each run of non-starters by combining class
+     * (insertion sort for the usual short runs, a counting sort for long ones). */
+    for (size_t i = 0; i < d.n;) {
+        if (ccc_of(d.v[i]) == 0) {
+            i++;
+            continue;
         }
-        d.v[j] = c;
+        size_t e = i + 1;
+        while (e < d.n && ccc_of(d.v[e]) != 0) e++;
+        if (e - i <= 16) {
+            for (size_t k = i + 1; k < e; k++) {
+                uint32_t c = d.v[k], cc = ccc_of(c);
+                size_t j = k;
+                while (j > i && ccc_of(d.v[j - 1]) > cc) {
+                    d.v[j] = d.v[j - 1];
+                    j--;
+                }
+                d.v[j] = c;
+            }
+        } else {
+            uint32_t *tmp = malloc((e - i) * sizeof(uint32_t));
+            if (!tmp) {
+                out->oom = true;
+                cb_free(&d);
+                return;
+            }
+            size_t start[257] = {0};
+            for (size_t k = i; k < e; k++) start[ccc_of(d.v[k]) + 1]++;
+            for (int k = 1; k <= 256; k++) start[k] += start[k - 1];
+            for (size_t k = i; k < e; k++) tmp[start[ccc_of(d.v[k])]++] = d.v[k];
+            memcpy(d.v + i, tmp, (e - i) * sizeof(uint32_t));
+            free(tmp);
+        }
+        i = e;
     }
     /* Canonical composition: a character combines with the last starter unless blocked by an
      * intervening character of equal or higher class (or a starter). */

@@ -94,6 +94,9 @@ static ldm_status derive_unet(ldm_model *m) {
     const ldm_tensor *conv_out = model_weightf(m, &st, UNET "out.2.weight");
     if (st) return st;
     if (conv_in->ndim != 4 || conv_out->ndim != 4) return ldm_fail(LDM_ERR_FORMAT, "UNet conv_in/out are not 4-D");
+    if (conv_in->ne[0] < 1 || conv_in->ne[0] > 65536)
+        return ldm_fail(LDM_ERR_FORMAT, "UNet '%sinput_blocks.0.0.weight' has %lld output channels", UNET,
+                        (long long)conv_in->ne[0]);
     u->model_channels = (int32_t)conv_in->ne[0];
     u->in_channels = (int32_t)conv_in->ne[1];
     u->out_channels = (int32_t)conv_out->ne[0];
@@ -152,6 +155,8 @@ static ldm_status derive_vae(ldm_model *m) {
     const ldm_tensor *pq = model_weightf(m, &st, VAE "post_quant_conv.weight");
     const ldm_tensor *dec_in = model_weightf(m, &st, VAE "decoder.conv_in.weight");
     if (st) return st;
+    if (cin->ndim != 4 || cin->ne[0] < 1 || cin->ne[0] > 65536)
+        return ldm_fail(LDM_ERR_FORMAT, "VAE '%sencoder.conv_in.weight' has a bad shape", VAE);
     v->ch = (int32_t)cin->ne[0];
     v->in_channels = (int32_t)cin->ne[1];
     v->out_ch = (int32_t)cout->ne[0];
@@ -203,7 +208,12 @@ static ldm_status apply_config(ldm_model *m, const char *path) {
     json_value *root;
     st = json_parse(text, len, &root);
     free(text);
-    if (st) return ldm_fail(st, "config '%s': %s", path, ldm_last_error());
+    if (st) {
+        /* ldm_fail() formats into the buffer ldm_last_error() returns: copy the message out first. */
+        char why[512];
+        snprintf(why, sizeof why, "%s", ldm_last_error());
+        return ldm_fail(st, "config '%s': %s", path, why);
+    }
     const json_value *p = json_path(root, "model.params");
     if (!p) p = json_get(root, "params");
     int64_t iv;

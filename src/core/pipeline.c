@@ -108,6 +108,10 @@ static ldm_status step_cb(ldm_sample_run *r, int32_t step, const float *x, const
     return LDM_OK;
 }
 
+static void coeffs_cb(ldm_sample_run *r, const float *c, int32_t count) {
+    trace((gen_state *)r, "lms_coeffs", c, (size_t)count);
+}
+
 static ldm_status encode_contexts(gen_state *s) {
     ldm_gen *g = s->g;
     size_t per = (size_t)s->tokens * s->width;
@@ -219,7 +223,7 @@ ldm_status pipeline_txt2img(ldm_context *ctx, ldm_model *m, ldm_gen *g) {
     }
     schedule_init(sched, m->alphas_cumprod);
     s.run = (ldm_sample_run){.n = (int32_t)n, .x = x, .sched = sched, .eta = g->eta, .denoise = denoise_cb,
-                             .eps = eps_cb, .randn = randn_cb, .step_done = step_cb};
+                             .eps = eps_cb, .randn = randn_cb, .step_done = step_cb, .trace_coeffs = coeffs_cb};
     if ((st = encode_contexts(&s))) goto done;
     if ((st = sample(&s, sched))) goto done;
     trace(&s, "latent_final", x, n);

@@ -134,7 +134,12 @@ static ldm_status parse_buffer(st_file *f, const unsigned char *buf, size_t size
     const char *htext = (const char *)buf + 8;
     /* The header may be padded with trailing spaces (allowed by the format). */
     ldm_status st = json_parse(htext, (size_t)hlen, &f->header);
-    if (st) return ldm_fail(st, "safetensors: bad header: %s", ldm_last_error());
+    if (st) {
+        /* ldm_fail() formats into the buffer ldm_last_error() returns: copy the message out first. */
+        char why[512];
+        snprintf(why, sizeof why, "%s", ldm_last_error());
+        return ldm_fail(st, "safetensors: bad header: %s", why);
+    }
     const json_value *h = f->header;
     if (h->type != JSON_OBJECT) return ldm_fail(LDM_ERR_FORMAT, "safetensors: header is not a JSON object");
     const unsigned char *data = buf + 8 + hlen;
@@ -151,6 +156,10 @@ static ldm_status parse_buffer(st_file *f, const unsigned char *buf, size_t size
         const char *name = h->keys[i];
         if (strcmp(name, "__metadata__") == 0) {
             const json_value *m = &h->items[i];
+            if (f->meta_keys) {
+                free(spans);
+                return ldm_fail(LDM_ERR_FORMAT, "safetensors: duplicate __metadata__");
+            }
             if (m->type != JSON_OBJECT) {
                 free(spans);
                 return ldm_fail(LDM_ERR_FORMAT, "safetensors: __metadata__ is not an object");
@@ -182,14 +191,20 @@ static ldm_status parse_buffer(st_file *f, const unsigned char *buf, size_t size
         spans[f->count] = (span){b, e, f->count};
         f->count++;
     }
-    /* Overlaps: sorted by start, each tensor must begin at or after the previous end. */
+    /* Overlaps: sorted by start, each non-empty tensor must begin at or after the furthest end
+     * seen so far (comparing with the previous span alone misses an overlap when an empty
+     * tensor sits between the two). */
     qsort(spans, f->count, sizeof *spans, span_cmp);
-    for (size_t i = 1; i < f->count; i++) {
-        if (spans[i].begin < spans[i - 1].end && spans[i].end > spans[i].begin) {
-            const char *a = f->tensors[spans[i - 1].idx].name, *b = f->tensors[spans[i].idx].name;
+    size_t far_end = 0, far_idx = 0;
+    for (size_t i = 0; i < f->count; i++) {
+        if (spans[i].end == spans[i].begin) continue;
+        if (spans[i].begin < far_end) {
+            const char *a = f->tensors[far_idx].name, *b = f->tensors[spans[i].idx].name;
             free(spans);
             return ldm_fail(LDM_ERR_FORMAT, "safetensors: tensors '%s' and '%s' overlap", a, b);
         }
+        far_end = spans[i].end;
+        far_idx = spans[i].idx;
     }
     free(spans);
     /* Name index; a repeated name is an error (the format forbids it, and which one wins would be
@@ -250,7 +265,9 @@ ldm_status st_open(const char *path, st_file **out) {
     f->map_size = size;
     ldm_status st = parse_buffer(f, map, size);
     if (st) {
-        ldm_fail(st, "'%s': %s", path, ldm_last_error());
+        char why[512];
+        snprintf(why, sizeof why, "%s", ldm_last_error());
+        ldm_fail(st, "'%s': %s", path, why);
         st_close(f);
         return st;
     }

@@ -32,6 +32,8 @@ struct ldm_sample_run {
     ldm_status (*randn)(ldm_sample_run *r, float *out);
     /* Reports a finished step (1-based); nonzero status (cancel) stops the sampler. */
     ldm_status (*step_done)(ldm_sample_run *r, int32_t step, const float *x, const float *x0_estimate);
+    /* Optional: per-step multistep coefficients (LMS), for the conformance trace. */
+    void (*trace_coeffs)(ldm_sample_run *r, const float *c, int32_t count);
     void *user;
 };
 
@@ -44,8 +46,22 @@ typedef struct ldm_sampler_def {
 
 const ldm_sampler_def *sampler_find(const char *name);
 
+/* k-diffusion to_d: the ODE derivative (x - D) / sigma. */
+static inline float sampler_to_d(float x, float denoised, float sigma) { return (x - denoised) / sigma; }
+
+/* One CompVis DDIM update for a whole latent (ddim.py p_sample_ddim, plms.py get_x_prev_and_pred_x0):
+ * x0 = (x - sqrt(1 - a_t) e) / sqrt(a_t); x_prev = sqrt(a_prev) x0 + sqrt(1 - a_prev - s^2) e (+ s noise). */
+void sampler_ddim_update(int32_t n, const float *x, const float *e, float a_t, float a_prev, float sigma_t,
+                         const float *noise, float *x_prev, float *x0);
+float sampler_alpha_at(const ldm_sample_run *r, int32_t t);
+
 /* The samplers, one file each. */
 extern const ldm_sampler_def ldm_sampler_euler;
 extern const ldm_sampler_def ldm_sampler_ddim;
+extern const ldm_sampler_def ldm_sampler_euler_ancestral;
+extern const ldm_sampler_def ldm_sampler_heun;
+extern const ldm_sampler_def ldm_sampler_dpmpp_2m;
+extern const ldm_sampler_def ldm_sampler_lms;
+extern const ldm_sampler_def ldm_sampler_plms;
 
 #endif

@@ -7,9 +7,14 @@
 static const ldm_sampler_def *const all_samplers[] = {
     &ldm_sampler_euler,
     &ldm_sampler_ddim,
+    &ldm_sampler_euler_ancestral,
+    &ldm_sampler_heun,
+    &ldm_sampler_dpmpp_2m,
+    &ldm_sampler_lms,
+    &ldm_sampler_plms,
 };
 
-static const char *const sampler_names[] = {"euler", "ddim", NULL};
+static const char *const sampler_names[] = {"euler", "ddim", "euler_ancestral", "heun", "dpmpp_2m", "lms", "plms", NULL};
 
 #define N_SAMPLERS (sizeof all_samplers / sizeof all_samplers[0])
 

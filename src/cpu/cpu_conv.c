@@ -3,6 +3,7 @@
 #include "cpu_internal.h"
 
 #include <cblas.h>
+#include <omp.h>
 #include <stdlib.h>
 
 typedef struct conv_geom {
@@ -145,6 +146,41 @@ ldm_status cpu_conv2d(ldm_backend *be, const ldm_tensor *x, const ldm_tensor *w,
         goto done;
     }
 
+    if (getenv("LDM_CPU_CONV_MODE") && atoi(getenv("LDM_CPU_CONV_MODE")) == 1) {
+        /* Parallel over (image, tile) with single-threaded BLAS; each thread its own column buffer. */
+        int64_t tile = (int64_t)(LDM_CPU_CONV_COL_BYTES / sizeof(float)) / nt / g.k;
+        if (tile < 1) tile = 1;
+        if (tile > g.p) tile = g.p;
+        int64_t ntiles = (g.p + tile - 1) / tile;
+        if (g.n * ntiles < nt) { /* spread a small image over the threads */
+            tile = LDM_MAX(1, (g.p + nt - 1) / nt);
+            ntiles = (g.p + tile - 1) / tile;
+        }
+        const int64_t tasks = g.n * ntiles;
+        const int nt2 = (int)LDM_MIN((int64_t)nt, tasks);
+        float *col = cpu_alloc((size_t)(g.k * tile) * (size_t)nt2, sizeof(float), "conv2d column buffer");
+        if (!col) {
+            st = LDM_ERR_NO_MEMORY;
+            goto done;
+        }
+        cpu_blas_set_threads(1);
+#pragma omp parallel num_threads(nt2)
+        {
+            float *mycol = col + (size_t)omp_get_thread_num() * (size_t)(g.k * tile);
+#pragma omp for schedule(dynamic, 1)
+            for (int64_t t = 0; t < tasks; t++) {
+                int64_t n = t / ntiles, p0 = (t % ntiles) * tile, cnt = LDM_MIN(tile, g.p - p0);
+                const float *xn = xd + n * img_in;
+                float *yn = yd + n * img_out;
+                for (int64_t kidx = 0; kidx < g.k; kidx++) im2col_row(&g, xn, kidx, p0, cnt, mycol + kidx * cnt);
+                if (B) fill_bias(yn + p0, g.p, g.cout, cnt, B);
+                cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)g.cout, (int)cnt, (int)g.k, 1.0f, W,
+                            (int)g.k, mycol, (int)cnt, beta, yn + p0, (int)g.p);
+            }
+        }
+        cpu_free(col);
+        goto done;
+    }
     {
         /* Tile of output positions: the column buffer K x tile stays under the byte budget. */
         int64_t tile = (int64_t)(LDM_CPU_CONV_COL_BYTES / sizeof(float)) / g.k;
