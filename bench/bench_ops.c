@@ -17,6 +17,30 @@ static double now(void) {
     return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
 }
 
+static double cpu_now(void) { /* CPU time of the whole process (all threads) */
+    struct timespec ts;
+    clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+/* Best wall time and best CPU time (over all threads) of one op; the CPU time makes runs on a
+ * loaded machine comparable: flop / cpu-second = per-core efficiency, spin-waits included. */
+typedef struct timing {
+    double wall, cpu;
+} timing;
+
+static void keep_best(timing *best, double w0, double c0) {
+    double w = now() - w0, c = cpu_now() - c0;
+    if (w < best->wall) best->wall = w;
+    if (c < best->cpu) best->cpu = c;
+}
+
+static void report(const char *what, double flop, timing t, int threads) {
+    printf("%-34s: %7.1f GFLOP/s  (%7.1f ms; %5.1f GFLOP per core-second)\n", what, flop / t.wall * 1e-9,
+           t.wall * 1e3, flop / t.cpu * 1e-9);
+    (void)threads;
+}
+
 static void fill(float *p, size_t n, unsigned seed) {
     for (size_t i = 0; i < n; i++) {
         seed = seed * 1664525u + 1013904223u;
@@ -35,7 +59,7 @@ static ldm_tensor *mk(ldm_backend *be, int nd, int64_t a, int64_t b, int64_t c, 
     return t;
 }
 
-static double bench_sgemm(int m, int n, int k, int reps, int threads) {
+static void bench_sgemm(const char *what, int m, int n, int k, int reps, int threads) {
     float *a = malloc(sizeof(float) * (size_t)m * k), *b = malloc(sizeof(float) * (size_t)k * n),
           *c = malloc(sizeof(float) * (size_t)m * n);
     fill(a, (size_t)m * k, 1);
@@ -45,17 +69,16 @@ static double bench_sgemm(int m, int n, int k, int reps, int threads) {
 #else
     (void)threads;
 #endif
-    double best = 1e30;
+    timing best = {1e30, 1e30};
     for (int r = 0; r < reps + 1; r++) {
-        double t0 = now();
+        double t0 = now(), c0 = cpu_now();
         cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, m, n, k, 1.0f, a, k, b, n, 0.0f, c, n);
-        double t = now() - t0;
-        if (r > 0 && t < best) best = t; /* first run warms up */
+        if (r > 0) keep_best(&best, t0, c0); /* the first run warms up */
     }
     free(a);
     free(b);
     free(c);
-    return 2.0 * m * n * k / best * 1e-9;
+    report(what, 2.0 * m * n * k, best, threads);
 }
 
 int main(int argc, char **argv) {
@@ -66,51 +89,106 @@ int main(int argc, char **argv) {
         return 1;
     }
     threads = be->n_threads;
-    printf("threads %d, best of %d\n", threads, reps);
-    printf("sgemm 4096x4096x320          : %7.1f GFLOP/s\n", bench_sgemm(4096, 4096, 320, reps, threads));
-    printf("sgemm 320x4096x2880 (conv)   : %7.1f GFLOP/s\n", bench_sgemm(320, 4096, 2880, reps, threads));
+    printf("threads %d, best of %d", threads, reps);
+#ifdef OPENBLAS_VERSION
+    /* OpenBLAS 0.3.21 takes some CPUs it does not know (Sapphire Rapids VMs) for "Prescott" (SSE3
+     * kernels, ~5x slower); OPENBLAS_CORETYPE=SkylakeX in the environment fixes that. */
+    printf(", OpenBLAS core %s", openblas_get_corename());
+#endif
+    printf("\n");
+    bench_sgemm("sgemm 4096x4096x320", 4096, 4096, 320, reps, threads);
+    bench_sgemm("sgemm 320x4096x2880 (as the conv)", 320, 4096, 2880, reps, threads);
 
     {
         ldm_tensor *x = mk(be, 4, 1, 320, 64, 64, 3), *w = mk(be, 4, 320, 320, 3, 3, 4), *b = mk(be, 1, 320, 1, 1, 1, 5),
                    *y = mk(be, 4, 1, 320, 64, 64, 6);
         ldm_conv2d_params p = {1, 1, 1, 1, 1};
-        double best = 1e30;
+        timing best = {1e30, 1e30};
         for (int r = 0; r < reps + 1; r++) {
-            double t0 = now();
+            double t0 = now(), c0 = cpu_now();
             if (be->ops->conv2d(be, x, w, b, &p, y) != LDM_OK) {
                 fprintf(stderr, "conv2d: %s\n", ldm_last_error());
                 return 1;
             }
-            double t = now() - t0;
-            if (r > 0 && t < best) best = t;
+            if (r > 0) keep_best(&best, t0, c0);
         }
-        double fl = 2.0 * 320 * 320 * 9 * 64 * 64;
-        printf("conv2d 3x3 320->320 64x64    : %7.1f GFLOP/s (%.1f ms)\n", fl / best * 1e-9, best * 1e3);
+        report("conv2d 3x3 320->320 64x64", 2.0 * 320 * 320 * 9 * 64 * 64, best, threads);
         be->ops->free_tensor(be, x);
         be->ops->free_tensor(be, w);
         be->ops->free_tensor(be, b);
         be->ops->free_tensor(be, y);
     }
     {
+        /* linear: the UNet's level-1 projections and the CLIP MLP */
+        const int64_t shapes[2][3] = {{4096, 320, 320}, {77, 768, 3072}};
+        for (int i = 0; i < 2; i++) {
+            int64_t m = shapes[i][0], in = shapes[i][1], out = shapes[i][2];
+            ldm_tensor *x = mk(be, 2, m, in, 1, 1, 11), *w = mk(be, 2, out, in, 1, 1, 12), *b = mk(be, 1, out, 1, 1, 1, 13),
+                       *y = mk(be, 2, m, out, 1, 1, 14);
+            timing best = {1e30, 1e30};
+            for (int r = 0; r < 4 * reps + 1; r++) {
+                double t0 = now(), c0 = cpu_now();
+                if (be->ops->linear(be, x, w, b, y) != LDM_OK) {
+                    fprintf(stderr, "linear: %s\n", ldm_last_error());
+                    return 1;
+                }
+                if (r > 0) keep_best(&best, t0, c0);
+            }
+            char what[64];
+            snprintf(what, sizeof what, "linear [%lld, %lld] -> %lld", (long long)m, (long long)in, (long long)out);
+            report(what, 2.0 * m * in * out, best, threads);
+            be->ops->free_tensor(be, x);
+            be->ops->free_tensor(be, w);
+            be->ops->free_tensor(be, b);
+            be->ops->free_tensor(be, y);
+        }
+    }
+    {
         const int64_t L = 4096, H = 8, D = 40;
         ldm_tensor *q = mk(be, 3, 1, L, H * D, 1, 7), *k = mk(be, 3, 1, L, H * D, 1, 8), *v = mk(be, 3, 1, L, H * D, 1, 9),
                    *y = mk(be, 3, 1, L, H * D, 1, 10);
-        double best = 1e30;
+        timing best = {1e30, 1e30};
         for (int r = 0; r < reps + 1; r++) {
-            double t0 = now();
+            double t0 = now(), c0 = cpu_now();
             if (be->ops->attention(be, q, k, v, (int32_t)H, 0.158113883f, 0, y) != LDM_OK) {
                 fprintf(stderr, "attention: %s\n", ldm_last_error());
                 return 1;
             }
-            double t = now() - t0;
-            if (r > 0 && t < best) best = t;
+            if (r > 0) keep_best(&best, t0, c0);
         }
-        double fl = 4.0 * L * L * D * H;
-        printf("attention L=4096 H=8 D=40    : %7.1f GFLOP/s (%.1f ms)\n", fl / best * 1e-9, best * 1e3);
+        report("attention L=4096 H=8 D=40", 4.0 * L * L * D * H, best, threads);
         be->ops->free_tensor(be, q);
         be->ops->free_tensor(be, k);
         be->ops->free_tensor(be, v);
         be->ops->free_tensor(be, y);
+    }
+    {
+        /* memory-bound ops at SD 512x512 UNet level-1 sizes (batch 2), ms per call */
+        ldm_tensor *x = mk(be, 3, 2, 4096, 2560, 1, 15), *y = mk(be, 3, 2, 4096, 1280, 1, 16);
+        ldm_tensor *g = mk(be, 4, 2, 320, 64, 64, 17), *gy = mk(be, 4, 2, 320, 64, 64, 18);
+        ldm_tensor *t = mk(be, 3, 2, 4096, 320, 1, 19);
+        timing tg = {1e30, 1e30}, tn = {1e30, 1e30}, tt = {1e30, 1e30};
+        for (int r = 0; r < reps + 1; r++) {
+            double t0 = now(), c0 = cpu_now();
+            be->ops->geglu(be, x, y);
+            if (r > 0) keep_best(&tg, t0, c0);
+            t0 = now();
+            c0 = cpu_now();
+            be->ops->group_norm(be, g, NULL, NULL, 32, 1e-5f, 1, gy);
+            if (r > 0) keep_best(&tn, t0, c0);
+            t0 = now();
+            c0 = cpu_now();
+            be->ops->nchw_to_nlc(be, g, t);
+            if (r > 0) keep_best(&tt, t0, c0);
+        }
+        printf("%-34s: %7.2f ms\n", "geglu [2, 4096, 2560]", tg.wall * 1e3);
+        printf("%-34s: %7.2f ms\n", "group_norm+silu [2, 320, 64, 64]", tn.wall * 1e3);
+        printf("%-34s: %7.2f ms\n", "nchw_to_nlc [2, 320, 64, 64]", tt.wall * 1e3);
+        be->ops->free_tensor(be, x);
+        be->ops->free_tensor(be, y);
+        be->ops->free_tensor(be, g);
+        be->ops->free_tensor(be, gy);
+        be->ops->free_tensor(be, t);
     }
     be->ops->destroy(be);
     return 0;

@@ -1,16 +1,18 @@
 /* bench-sd: times the networks of a full-size Stable Diffusion 1.x checkpoint on the CPU.
  *
- *   bench-sd MODEL [--sizes 256,512] [--threads N] [--steps-only] [--reps N] [--no-profile]
+ *   bench-sd MODEL [--sizes 256,512] [--threads N] [--steps-only] [--reps N] [--warmup-all]
+ *                  [--no-profile]
  *
- * Loads MODEL with ldm_model_load (no config file: family defaults) and measures, each with one
- * untimed warm-up run and the mean (and min) of a few timed repetitions:
+ * Loads MODEL with ldm_model_load (no config file: family defaults) and measures, each as the mean
+ * (and min/max) of a few timed repetitions after an untimed warm-up run (one per network, before
+ * its first size; --warmup-all: before every size):
  *   - text encoding of one prompt (tokenizer + clip_text_forward, batch 1);
  *   - one UNet evaluation with batch 2 (as with classifier-free guidance) per image size, latent
  *     size/8, with the effective GFLOP/s from an analytical FLOP count;
  *   - VAE decode (batch 1) per image size;
  *   - OpenBLAS sgemm GFLOP/s with the same thread count (2048^3 and shapes typical of the UNet);
  *   - peak RSS (getrusage ru_maxrss) and current RSS after each phase.
- * Unless --no-profile, every timed UNet run goes through a thin wrapper of the backend vtable that
+ * Unless --no-profile, every timed UNet/VAE run goes through a thin wrapper of the backend vtable that
  * times each op kind and counts the FLOPs of conv/linear/attention from the actual operand shapes,
  * which cross-checks the analytical count and shows where the time goes.
  *
@@ -611,18 +613,22 @@ static void print_profile(const prof_stats *ps, int runs, double wall_per_run) {
 
 static void usage(FILE *f) {
     fprintf(f,
-            "usage: bench-sd MODEL [--sizes 256,512] [--threads N] [--steps-only] [--reps N] [--no-profile]\n"
+            "usage: bench-sd MODEL [--sizes 256,512] [--threads N] [--steps-only] [--reps N] [--warmup-all]\n"
+            "                      [--no-profile]\n"
             "  MODEL         a full-size SD 1.x .safetensors (loaded with the family defaults)\n"
             "  --sizes LIST  image sizes in pixels (square), default 256,512\n"
             "  --threads N   backend and OpenBLAS threads (default: online CPUs)\n"
             "  --steps-only  only the UNet evaluations and sgemm (no text encoder, no VAE)\n"
-            "  --reps N      timed repetitions of every measurement (default: 3 below 512 px, 1-2 from 512)\n"
+            "  --reps N      timed repetitions of every measurement (default: text 3; UNet 3, or 2 from\n"
+            "                512 px; VAE 2, or 1 from 512 px)\n"
+            "  --warmup-all  one untimed warm-up run before every size (default: before the first size\n"
+            "                of each network only; later sizes find the weights already paged in)\n"
             "  --no-profile  run the UNet on the plain backend (no per-op timing)\n");
 }
 
 int main(int argc, char **argv) {
     const char *model_path = NULL;
-    int sizes[8] = {256, 512}, n_sizes = 2, threads = 0, steps_only = 0, reps_opt = 0, profile = 1;
+    int sizes[8] = {256, 512}, n_sizes = 2, threads = 0, steps_only = 0, reps_opt = 0, profile = 1, warmup_all = 0;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
         if (!strcmp(a, "--sizes") && i + 1 < argc) {
@@ -655,6 +661,8 @@ int main(int argc, char **argv) {
             }
         } else if (!strcmp(a, "--steps-only")) {
             steps_only = 1;
+        } else if (!strcmp(a, "--warmup-all")) {
+            warmup_all = 1;
         } else if (!strcmp(a, "--no-profile")) {
             profile = 0;
         } else if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
@@ -686,7 +694,24 @@ int main(int argc, char **argv) {
     printf("bench-sd: libldm %s, backend %s, %d thread(s), %ld online CPU(s), load average %.2f at start\n",
            ldm_version(), ldm_context_backend_name(ctx), threads, sysconf(_SC_NPROCESSORS_ONLN), load0);
 #ifdef OPENBLAS_VERSION
-    printf("          BLAS: %s\n", OPENBLAS_VERSION);
+    {
+        /* OpenBLAS picks its kernels by CPUID when the library loads; a CPU it does not know gets
+         * a generic fallback (e.g. "Prescott", SSE3 only), several times slower on AVX-512 parts.
+         * OPENBLAS_CORETYPE=SkylakeX (or Haswell) in the environment overrides the choice. */
+        const char *core = openblas_get_corename(), *env = getenv("OPENBLAS_CORETYPE"), *ver = OPENBLAS_VERSION;
+        while (*ver == ' ') ver++;
+        int ver_len = (int)strlen(ver);
+        while (ver_len > 0 && ver[ver_len - 1] == ' ') ver_len--;
+        printf("          BLAS: %.*s, kernels for core '%s'%s%s%s, %d BLAS thread(s) max\n", ver_len, ver, core,
+               env ? " (OPENBLAS_CORETYPE=" : "", env ? env : "", env ? ")" : "", openblas_get_num_threads());
+        int old_core = core && (!strcmp(core, "Prescott") || !strcmp(core, "Core2") || !strcmp(core, "Penryn") ||
+                                !strcmp(core, "Dunnington") || !strcmp(core, "Nehalem") || !strcmp(core, "Sandybridge"));
+        if (old_core && __builtin_cpu_supports("avx2"))
+            printf("          WARNING: this CPU has AVX2%s but OpenBLAS uses its '%s' kernels (CPU model not\n"
+                   "          recognised); try OPENBLAS_CORETYPE=%s\n",
+                   __builtin_cpu_supports("avx512f") ? "/AVX-512" : "", core,
+                   __builtin_cpu_supports("avx512f") ? "SkylakeX" : "Haswell");
+    }
 #endif
     mem_mark("start");
 
@@ -793,8 +818,9 @@ int main(int argc, char **argv) {
         r->fc = unet_flops(m, b.n, b.lh, b.lw, tokens);
         r->gflop = fc_total(&r->fc) / 1e9;
         int reps = reps_opt ? reps_opt : (sizes[si] >= 512 ? 2 : 3);
-        /* warm-up on the plain backend; the timed runs through the profiler when asked */
-        ldm_status st = time_runs(run_unet, &b, 1, 0, &r->t);
+        /* warm-up on the plain backend (before the first size, or every size with --warmup-all);
+         * the timed runs go through the profiler unless --no-profile */
+        ldm_status st = time_runs(run_unet, &b, si == 0 || warmup_all ? 1 : 0, 0, &r->t);
         if (!st) {
             memset(&pb.st, 0, sizeof pb.st);
             b.be = profile ? &pb.base : ctx->be;
@@ -826,6 +852,7 @@ int main(int argc, char **argv) {
     typedef struct vae_res {
         int size;
         timing t;
+        prof_stats ps;
         double finite, mabs;
         int ok;
     } vae_res;
@@ -840,8 +867,15 @@ int main(int argc, char **argv) {
             b.z = xmalloc(nz * sizeof(float));
             b.image = xmalloc(nimg * sizeof(float));
             fill_noise(b.z, nz, 30 + si, 1.0f / m->scale_factor);
-            int reps = reps_opt ? reps_opt : (sizes[si] >= 512 ? 1 : 3);
-            ldm_status st = time_runs(run_vae, &b, 1, reps, &r->t);
+            int reps = reps_opt ? reps_opt : (sizes[si] >= 512 ? 1 : 2);
+            ldm_status st = time_runs(run_vae, &b, si == 0 || warmup_all ? 1 : 0, 0, &r->t);
+            if (!st) {
+                memset(&pb.st, 0, sizeof pb.st);
+                b.be = profile ? &pb.base : ctx->be;
+                st = time_runs(run_vae, &b, 0, reps, &r->t);
+                b.be = ctx->be;
+                r->ps = pb.st;
+            }
             if (st) {
                 fprintf(stderr, "bench-sd: VAE decode at %dx%d failed: %s\n", sizes[si], sizes[si], ldm_last_error());
                 failed = 1;
@@ -930,11 +964,25 @@ int main(int argc, char **argv) {
         }
     }
 
+    if (profile && !steps_only) {
+        for (int si = 0; si < n_sizes; si++) {
+            vae_res *r = &vres[si];
+            if (!r->ok || !r->t.reps) continue;
+            double fl = 0;
+            for (int k = 0; k < K_COUNT; k++) fl += r->ps.flops[k];
+            fl /= r->t.reps;
+            printf("\n== VAE decode %dx%d: time by op (mean over %d timed run(s)); %.1f GFLOP, %.1f GFLOP/s ==\n",
+                   r->size, r->size, r->t.reps, fl / 1e9, fl / 1e9 / r->t.mean);
+            print_profile(&r->ps, r->t.reps, r->t.mean);
+        }
+    }
+
     printf("\n== memory (peak RSS = getrusage ru_maxrss; current RSS from /proc/self/statm; 'mapped' = its\n"
-           "   file-backed part, i.e. pages of the memory-mapped checkpoint) ==\n");
-    printf("%-26s %12s %12s %12s\n", "after phase", "peak MiB", "current MiB", "mapped MiB");
+           "   file-backed part, i.e. pages of the memory-mapped checkpoint; anon = current - mapped) ==\n");
+    printf("%-26s %12s %12s %12s %12s\n", "after phase", "peak MiB", "current MiB", "mapped MiB", "anon MiB");
     for (int i = 0; i < n_mem; i++)
-        printf("%-26s %12.0f %12.0f %12.0f\n", mem_rows[i].phase, mem_rows[i].peak, mem_rows[i].cur, mem_rows[i].shared);
+        printf("%-26s %12.0f %12.0f %12.0f %12.0f\n", mem_rows[i].phase, mem_rows[i].peak, mem_rows[i].cur,
+               mem_rows[i].shared, mem_rows[i].cur - mem_rows[i].shared);
     printf("\nload average (1 min): %.2f at start, %.2f at end (other processes compete for the CPUs when > 0)\n",
            load0, load1);
 

@@ -11,8 +11,11 @@
  * extension (out.png, out_1.png, out_2.png, ...).
  */
 #include <ctype.h>
+#include <assert.h>
 #include <errno.h>
+#include <sched.h>
 #include <signal.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -28,18 +31,27 @@
  * Ctrl-C. The handler asks the running library call to stop (ldm_context_cancel is the one
  * function allowed on a context from elsewhere) and records the fact, so that the program
  * unwinds normally — freeing everything and exiting 130 — instead of dying mid-write.
+ *
+ * The context pointer is atomic rather than merely volatile because the signal may be handled
+ * on one of the library's worker threads, concurrently with the main thread; g_in_handler lets
+ * the main thread wait out such a handler before it destroys the context (unpublish_context).
  * ------------------------------------------------------------------------------------------- */
-static ldm_context *volatile g_cancel_ctx;
+static_assert(ATOMIC_POINTER_LOCK_FREE == 2 && ATOMIC_INT_LOCK_FREE == 2,
+              "lock-free atomics are needed in a signal handler");
+static _Atomic(ldm_context *) g_cancel_ctx;
+static atomic_int g_in_handler;
 static volatile sig_atomic_t g_interrupted;
 
 static void on_sigint(int sig)
 {
     (void)sig;
     g_interrupted = 1;
-    ldm_context *ctx = g_cancel_ctx;
+    atomic_fetch_add(&g_in_handler, 1); /* before reading the pointer: see unpublish_context */
+    ldm_context *ctx = atomic_load(&g_cancel_ctx);
     if (ctx != NULL) {
         ldm_context_cancel(ctx);
     }
+    atomic_fetch_sub(&g_in_handler, 1);
     /* write() is async-signal-safe, stdio is not. The leading newline ends a drawn bar. */
     static const char msg[] = "\nldm: interrupted, stopping (press Ctrl-C again to force)\n";
     if (write(STDERR_FILENO, msg, sizeof msg - 1) < 0) {
@@ -61,6 +73,17 @@ static void install_sigint(void)
     sigemptyset(&sa.sa_mask);
     sa.sa_flags = SA_RESETHAND;
     sigaction(SIGINT, &sa, NULL);
+}
+
+/* After this returns no handler can still be using ctx: one that read the pointer before it
+ * was cleared had already raised g_in_handler (sequentially consistent order), so waiting for
+ * the count to drop covers it, and later ones read NULL. */
+static void unpublish_context(void)
+{
+    atomic_store(&g_cancel_ctx, NULL);
+    while (atomic_load(&g_in_handler) != 0) {
+        sched_yield();
+    }
 }
 
 static int interrupted_exit(void)
@@ -381,7 +404,7 @@ static int cmd_txt2img(int argc, char **argv)
     if (st != LDM_OK) {
         return library_failure(st, "cannot create a context");
     }
-    g_cancel_ctx = ctx;
+    atomic_store(&g_cancel_ctx, ctx);
 
     if (!g_interrupted) {
         st = load_model(ctx, o.model, o.config, o.prediction, o.verbose, &model);
@@ -394,8 +417,7 @@ static int cmd_txt2img(int argc, char **argv)
         rc = generate(ctx, model, &o, sampler, &bar);
     }
 
-    /* Unpublish the context before destroying it, so a late Ctrl-C cannot reach freed memory. */
-    g_cancel_ctx = NULL;
+    unpublish_context(); /* a late Ctrl-C must not reach a destroyed context */
     ldm_model_destroy(model);
     ldm_context_destroy(ctx);
     return rc;

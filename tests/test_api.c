@@ -294,6 +294,14 @@ static void test_samplers(void) {
         }
         ldm_sampler_destroy(s);
     }
+    /* Every listed name creates a sampler of that canonical name. */
+    for (const char *const *l = ldm_sampler_list(); l && *l; l++) {
+        ldm_sampler *s = NULL;
+        ldm_status st = ldm_sampler_create(*l, &s);
+        CHECK(st == LDM_OK && s && ldm_sampler_name(s) && strcmp(ldm_sampler_name(s), *l) == 0,
+              "listed sampler '%s': %s", *l, ldm_last_error());
+        ldm_sampler_destroy(s);
+    }
     ldm_sampler *s = (ldm_sampler *)&g_failures;
     CHECK_ERR(ldm_sampler_create("nope", &s), LDM_ERR_UNSUPPORTED, "nope");
     CHECK(s == NULL, "unknown sampler: out-pointer");

@@ -554,10 +554,13 @@ static void test_sd1_missing(const char *data_dir) {
     }
 
     /* Zero-sized leading dimensions of the tensors the hyper-parameters are read from: a clean
-     * error, never a division by zero. */
+     * error at load, never a division by zero or a mis-sized buffer later. */
     static const char *const zero_keys[] = {
         "model.diffusion_model.input_blocks.0.0.weight",
         "first_stage_model.encoder.conv_in.weight",
+        /* UNet output channels 0 != input channels 4: the sampler's buffers would be sized by one
+         * and read as the other (was a heap overflow in ldm_txt2img). */
+        "model.diffusion_model.out.2.weight",
     };
     for (size_t k = 0; k < sizeof zero_keys / sizeof *zero_keys; k++) {
         write_sd1_variant(src, path, NULL, zero_keys[k]);

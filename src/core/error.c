@@ -9,10 +9,13 @@
 static _Thread_local char last_error[1024];
 
 ldm_status ldm_fail(ldm_status status, const char *fmt, ...) {
+    /* Format into a local buffer first: callers may pass ldm_last_error() as an argument. */
+    char msg[sizeof last_error];
     va_list ap;
     va_start(ap, fmt);
-    vsnprintf(last_error, sizeof last_error, fmt, ap);
+    vsnprintf(msg, sizeof msg, fmt, ap);
     va_end(ap);
+    memcpy(last_error, msg, sizeof msg);
     return status;
 }
 

@@ -304,6 +304,12 @@ ldm_status ldm_model_load_internal(const char *path, const ldm_model_params *par
     if (!st) st = derive_unet(m);
     if (!st) st = derive_vae(m);
     if (!st) st = derive_clip_hf(m);
+    /* The sampler's latent feeds the UNet input and the VAE decoder: the channel counts must
+     * agree, or the buffers sized by one are read as the other. */
+    if (!st && (m->unet.in_channels != m->unet.out_channels || m->vae.embed_dim != m->unet.out_channels))
+        st = ldm_fail(LDM_ERR_FORMAT,
+                      "'%s': the UNet takes %d latent channels and gives %d, the VAE latent has %d (they must agree)",
+                      path, m->unet.in_channels, m->unet.out_channels, m->vae.embed_dim);
     if (!st) {
         /* SD 1.x defaults (CompVis configs/stable-diffusion/v1-inference.yaml). */
         m->unet.num_heads = 8;

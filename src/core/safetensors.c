@@ -282,7 +282,20 @@ ldm_status st_read_f32(const st_tensor *t, float **out) {
     size_t n = st_numel(t);
     float *buf = malloc((n ? n : 1) * sizeof(float));
     if (!buf) return ldm_fail(LDM_ERR_NO_MEMORY, "out of memory reading '%s'", t->name);
-    ldm_convert_to_f32(t->dtype, t->data, buf, n);
+    /* Tensor data need not be aligned to its element size (the header length is arbitrary), and
+     * ldm_convert_to_f32 reads typed elements: convert from an aligned copy when it is not. */
+    if ((uintptr_t)t->data % ldm_dtype_size(t->dtype) != 0) {
+        void *aligned = malloc(t->nbytes ? t->nbytes : 1);
+        if (!aligned) {
+            free(buf);
+            return ldm_fail(LDM_ERR_NO_MEMORY, "out of memory reading '%s'", t->name);
+        }
+        memcpy(aligned, t->data, t->nbytes);
+        ldm_convert_to_f32(t->dtype, aligned, buf, n);
+        free(aligned);
+    } else {
+        ldm_convert_to_f32(t->dtype, t->data, buf, n);
+    }
     *out = buf;
     return LDM_OK;
 }

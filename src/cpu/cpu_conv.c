@@ -132,33 +132,39 @@ ldm_status cpu_conv2d(ldm_backend *be, const ldm_tensor *x, const ldm_tensor *w,
     const int64_t img_in = g.cin * g.h * g.w, img_out = g.cout * g.p;
 
     if (g.kh == 1 && g.kw == 1 && g.s == 1 && g.pt == 0 && g.pl == 0 && g.oh == g.h && g.ow == g.w) {
-        /* 1x1: Y_n[cout, P] = W[cout, cin] X_n[cin, P] */
-        cpu_blas_set_threads(nt);
+        /* 1x1: Y_n[cout, P] = W[cout, cin] X_n[cin, P], no column matrix */
         for (int64_t n = 0; n < g.n; n++) {
             float *yn = yd + n * img_out;
             if (B) {
-#pragma omp parallel for num_threads(nt) schedule(static)
+#pragma omp parallel for num_threads(g.cout * g.p >= 65536 ? nt : 1) schedule(static)
                 for (int64_t co = 0; co < g.cout; co++) fill_bias(yn + co * g.p, g.p, 1, g.p, B + co);
             }
-            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)g.cout, (int)g.p, (int)g.cin, 1.0f, W,
-                        (int)g.cin, xd + n * img_in, (int)g.p, beta, yn, (int)g.p);
+            cpu_sgemm(nt, false, g.cout, g.p, g.cin, 1.0f, W, g.cin, xd + n * img_in, g.p, beta, yn, g.p);
         }
         goto done;
     }
 
-    if (getenv("LDM_CPU_CONV_MODE") && atoi(getenv("LDM_CPU_CONV_MODE")) == 1) {
-        /* Parallel over (image, tile) with single-threaded BLAS; each thread its own column buffer. */
-        int64_t tile = (int64_t)(LDM_CPU_CONV_COL_BYTES / sizeof(float)) / nt / g.k;
-        if (tile < 1) tile = 1;
-        if (tile > g.p) tile = g.p;
+    if (g.p >= g.cout || nt == 1) {
+        /* Many output positions (the common case): independent (image, column tile) tasks, each
+         * thread building its own column tile and running a single-threaded sgemm on it. No
+         * barrier between im2col and the product, and the tile is still in the thread's cache
+         * when sgemm packs it. Per thread min(4 MiB, budget / threads): smaller tiles make sgemm
+         * repack the weights too often (measured: 1 MiB tiles cost ~20% at K = 2880, 4 MiB is the
+         * best single-thread point). */
+        size_t per = LDM_MIN((size_t)4 << 20, LDM_CPU_CONV_COL_BYTES / (size_t)nt);
+        int64_t tile = (int64_t)(per / sizeof(float)) / g.k;
+        if (tile >= 32) tile = tile / 16 * 16;
+        tile = LDM_MAX(1, LDM_MIN(tile, g.p));
         int64_t ntiles = (g.p + tile - 1) / tile;
-        if (g.n * ntiles < nt) { /* spread a small image over the threads */
-            tile = LDM_MAX(1, (g.p + nt - 1) / nt);
+        if (g.n * ntiles < nt) { /* too few tasks: spread each image over the threads */
+            int64_t want = (nt + g.n - 1) / g.n;
+            tile = LDM_MAX(1, (g.p + want - 1) / want);
             ntiles = (g.p + tile - 1) / tile;
         }
         const int64_t tasks = g.n * ntiles;
         const int nt2 = (int)LDM_MIN((int64_t)nt, tasks);
-        float *col = cpu_alloc((size_t)(g.k * tile) * (size_t)nt2, sizeof(float), "conv2d column buffer");
+        const size_t col_elems = (size_t)(g.k * tile);
+        float *col = cpu_alloc(col_elems * (size_t)nt2, sizeof(float), "conv2d column buffer");
         if (!col) {
             st = LDM_ERR_NO_MEMORY;
             goto done;
@@ -166,7 +172,7 @@ ldm_status cpu_conv2d(ldm_backend *be, const ldm_tensor *x, const ldm_tensor *w,
         cpu_blas_set_threads(1);
 #pragma omp parallel num_threads(nt2)
         {
-            float *mycol = col + (size_t)omp_get_thread_num() * (size_t)(g.k * tile);
+            float *mycol = col + (size_t)omp_get_thread_num() * col_elems;
 #pragma omp for schedule(dynamic, 1)
             for (int64_t t = 0; t < tasks; t++) {
                 int64_t n = t / ntiles, p0 = (t % ntiles) * tile, cnt = LDM_MIN(tile, g.p - p0);
@@ -181,11 +187,13 @@ ldm_status cpu_conv2d(ldm_backend *be, const ldm_tensor *x, const ldm_tensor *w,
         cpu_free(col);
         goto done;
     }
+
     {
-        /* Tile of output positions: the column buffer K x tile stays under the byte budget. */
+        /* Few output positions, many output channels (the UNet's 16x16 and 8x8 levels): one shared
+         * column tile (whole budget) built by all threads, then the product split over output
+         * channels, so each thread packs only its slice of the (large) weight matrix. */
         int64_t tile = (int64_t)(LDM_CPU_CONV_COL_BYTES / sizeof(float)) / g.k;
-        if (tile < 1) tile = 1;
-        if (tile > g.p) tile = g.p;
+        tile = LDM_MAX(1, LDM_MIN(tile, g.p));
         float *col = cpu_alloc((size_t)(g.k * tile), sizeof(float), "conv2d column buffer");
         if (!col) {
             st = LDM_ERR_NO_MEMORY;
@@ -205,9 +213,7 @@ ldm_status cpu_conv2d(ldm_backend *be, const ldm_tensor *x, const ldm_tensor *w,
                         for (int64_t co = 0; co < g.cout; co++) fill_bias(yn + co * g.p + p0, g.p, 1, cnt, B + co);
                     }
                 }
-                cpu_blas_set_threads(nt);
-                cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)g.cout, (int)cnt, (int)g.k, 1.0f, W,
-                            (int)g.k, col, (int)cnt, beta, yn + p0, (int)g.p);
+                cpu_sgemm(nt, false, g.cout, cnt, g.k, 1.0f, W, g.k, col, cnt, beta, yn + p0, g.p);
             }
         }
         cpu_free(col);

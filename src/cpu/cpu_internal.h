@@ -21,6 +21,11 @@ typedef struct ldm_cpu_backend {
 #define LDM_CPU_CONV_COL_BYTES ((size_t)16 << 20)
 #define LDM_CPU_ATTN_TILE_BYTES ((size_t)4 << 20)
 
+/* At most this many threads call sgemm at once: OpenBLAS (pthreads build) hands each running call
+ * one of a fixed table of work buffers (2 x its MAX_THREADS, 128 in common builds) and aborts the
+ * process when they run out. */
+#define LDM_CPU_MAX_BLAS_CALLERS 64
+
 static inline int cpu_threads(const ldm_backend *be) { return be->n_threads > 0 ? be->n_threads : 1; }
 
 /* Aligned scratch allocation; NULL (with ldm_fail(LDM_ERR_NO_MEMORY, ...) naming `what`) on failure
@@ -30,6 +35,12 @@ LDM_INTERNAL void cpu_free(void *p);
 
 /* Sets OpenBLAS's thread count (a no-op with another BLAS). The setting is process-global. */
 LDM_INTERNAL void cpu_blas_set_threads(int n);
+
+/* Row-major C[m, n] = alpha * A[m, k] op(B) + beta * C, op(B) = B[k, n] or, with trans_b, B[n, k]^T,
+ * on n_threads threads: C is split into row or column blocks, one single-threaded sgemm each
+ * inside an OpenMP region. */
+LDM_INTERNAL void cpu_sgemm(int n_threads, bool trans_b, int64_t m, int64_t n, int64_t k, float alpha, const float *a,
+                            int64_t lda, const float *b, int64_t ldb, float beta, float *c, int64_t ldc);
 
 /* ---- argument checks: each returns LDM_OK or ldm_fail(LDM_ERR_INVALID_ARG, "<op>: ...") ---- */
 

@@ -41,9 +41,7 @@ ldm_status cpu_linear(ldm_backend *be, const ldm_tensor *x, const ldm_tensor *w,
 #pragma omp parallel for num_threads(nt2) schedule(static)
         for (int64_t i = 0; i < m; i++) memcpy(yd + i * out, B, (size_t)out * sizeof(float));
     }
-    cpu_blas_set_threads(nt);
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)m, (int)out, (int)in, 1.0f, (const float *)x->data,
-                (int)in, wf.p, (int)in, B ? 1.0f : 0.0f, yd, (int)out);
+    cpu_sgemm(nt, true, m, out, in, 1.0f, (const float *)x->data, in, wf.p, in, B ? 1.0f : 0.0f, yd, out);
     cpu_weight_release(&wf);
     cpu_weight_release(&bf);
     return LDM_OK;
