@@ -454,21 +454,32 @@ typedef struct gemm_shape {
     int trans_b; /* B given as [n, k] (torch Linear weight) */
 } gemm_shape;
 
+/* One product: OpenBLAS threading itself (via_backend = 0, openblas_set_num_threads(threads)), or
+ * the CPU backend's cpu_sgemm (via_backend = 1: C split into blocks over `threads` OpenMP threads,
+ * one single-threaded OpenBLAS call each, which is how the backend runs conv/linear). */
+static void gemm_once(const gemm_shape *g, int threads, int via_backend, const float *a, const float *b, float *c) {
+    int ldb = g->trans_b ? g->k : g->n;
+    if (via_backend) {
+        cpu_sgemm(threads, g->trans_b != 0, g->m, g->n, g->k, 1.0f, a, g->k, b, ldb, 0.0f, c, g->n);
+    } else {
+        cpu_blas_set_threads(threads);
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, g->trans_b ? CblasTrans : CblasNoTrans, g->m, g->n, g->k, 1.0f, a,
+                    g->k, b, ldb, 0.0f, c, g->n);
+    }
+}
+
 /* GFLOP/s of C[m,n] = A[m,k] B; repeats until about min_s seconds (after one warm-up call). */
-static double sgemm_gflops(const gemm_shape *g, int threads, double min_s) {
+static double sgemm_gflops(const gemm_shape *g, int threads, int via_backend, double min_s) {
     float *a = xmalloc((size_t)g->m * g->k * sizeof(float));
     float *b = xmalloc((size_t)g->k * g->n * sizeof(float));
     float *c = xmalloc((size_t)g->m * g->n * sizeof(float));
     fill_noise(a, (size_t)g->m * g->k, 1, 1.0f);
     fill_noise(b, (size_t)g->k * g->n, 2, 1.0f);
-    cpu_blas_set_threads(threads);
-    int ldb = g->trans_b ? g->k : g->n;
-    CBLAS_TRANSPOSE tb = g->trans_b ? CblasTrans : CblasNoTrans;
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, tb, g->m, g->n, g->k, 1.0f, a, g->k, b, ldb, 0.0f, c, g->n);
+    gemm_once(g, threads, via_backend, a, b, c);
     int reps = 0;
     double t0 = now_s(), t;
     do {
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, tb, g->m, g->n, g->k, 1.0f, a, g->k, b, ldb, 0.0f, c, g->n);
+        gemm_once(g, threads, via_backend, a, b, c);
         reps++;
         t = now_s() - t0;
     } while (t < min_s || reps < 2);
@@ -484,6 +495,7 @@ static double sgemm_gflops(const gemm_shape *g, int threads, double min_s) {
 
 typedef struct timing {
     double mean, min, max, cpu_util; /* seconds; cpu_util = (user+sys CPU) / wall over the timed runs */
+    double first;                    /* the (last) untimed warm-up run, 0 without one */
     int reps;
 } timing;
 
@@ -493,7 +505,9 @@ typedef ldm_status (*run_fn)(void *arg);
 static ldm_status time_runs(run_fn fn, void *arg, int warmup, int reps, timing *out) {
     memset(out, 0, sizeof *out);
     for (int i = 0; i < warmup; i++) {
+        double t0 = now_s();
         ldm_status st = fn(arg);
+        out->first = now_s() - t0;
         if (st) return st;
     }
     double sum = 0, c0 = cpu_s();
@@ -591,6 +605,18 @@ static void mem_mark(const char *phase) {
     snprintf(r->phase, sizeof r->phase, "%s", phase);
     r->peak = peak_rss_mib();
     cur_rss_mib(&r->cur, &r->shared);
+}
+
+/* The warm-up time as a table cell ("-" when there was none). Uses a rotating static buffer. */
+static const char *fmt_first(const timing *t) {
+    static char buf[4][16];
+    static int i;
+    char *b = buf[i++ & 3];
+    if (t->first > 0)
+        snprintf(b, 16, "%.3f", t->first);
+    else
+        snprintf(b, 16, "-");
+    return b;
 }
 
 static void print_profile(const prof_stats *ps, int runs, double wall_per_run) {
@@ -765,17 +791,18 @@ int main(int argc, char **argv) {
     /* ---- sgemm reference (before the big runs so it sees a quiet process) ---- */
     gemm_shape gemms[] = {
         {"square 2048^3", 2048, 2048, 2048, 0},
-        {"conv3x3 320ch@64^2 (tile)", 320, 1456, 2880, 0},
+        {"conv3x3 320ch@64^2", 320, 4096, 2880, 0},
         {"conv3x3 1280ch@8^2", 1280, 64, 11520, 0},
         {"linear 8192x320->1280", 8192, 1280, 320, 1},
         {"attn QK^T 64x4096x40", 64, 4096, 40, 1},
     };
     const int n_gemms = (int)(sizeof gemms / sizeof gemms[0]);
-    double gemm_gf[8];
+    double gemm_gf[8], gemm_be[8];
     for (int i = 0; i < n_gemms; i++) {
         /* the attention product runs single-threaded inside the backend (parallel over heads) */
-        int nt = strncmp(gemms[i].what, "attn", 4) == 0 ? 1 : threads;
-        gemm_gf[i] = sgemm_gflops(&gemms[i], nt, 1.0);
+        int attn = strncmp(gemms[i].what, "attn", 4) == 0;
+        gemm_gf[i] = sgemm_gflops(&gemms[i], attn ? 1 : threads, 0, 1.0);
+        gemm_be[i] = attn ? 0 : sgemm_gflops(&gemms[i], threads, 1, 1.0);
     }
     mem_mark("after sgemm");
 
@@ -788,6 +815,7 @@ int main(int argc, char **argv) {
     typedef struct unet_res {
         int size;
         timing t;
+        double sgemm_before; /* 2048^3 sgemm GFLOP/s measured just before the timed runs */
         double gflop;
         flop_count fc;
         prof_stats ps;
@@ -820,13 +848,18 @@ int main(int argc, char **argv) {
         int reps = reps_opt ? reps_opt : (sizes[si] >= 512 ? 2 : 3);
         /* warm-up on the plain backend (before the first size, or every size with --warmup-all);
          * the timed runs go through the profiler unless --no-profile */
-        ldm_status st = time_runs(run_unet, &b, si == 0 || warmup_all ? 1 : 0, 0, &r->t);
+        timing warm;
+        ldm_status st = time_runs(run_unet, &b, si == 0 || warmup_all ? 1 : 0, 0, &warm);
         if (!st) {
+            /* the sgemm reference again, right before the timed runs: on a shared machine the
+             * load changes from minute to minute */
+            r->sgemm_before = sgemm_gflops(&gemms[0], threads, 0, 1.0);
             memset(&pb.st, 0, sizeof pb.st);
             b.be = profile ? &pb.base : ctx->be;
             st = time_runs(run_unet, &b, 0, reps, &r->t);
             b.be = ctx->be;
             r->ps = pb.st;
+            r->t.first = warm.first;
         }
         if (st) {
             fprintf(stderr, "bench-sd: UNet at %dx%d failed: %s\n", sizes[si], sizes[si], ldm_last_error());
@@ -868,13 +901,15 @@ int main(int argc, char **argv) {
             b.image = xmalloc(nimg * sizeof(float));
             fill_noise(b.z, nz, 30 + si, 1.0f / m->scale_factor);
             int reps = reps_opt ? reps_opt : (sizes[si] >= 512 ? 1 : 2);
-            ldm_status st = time_runs(run_vae, &b, si == 0 || warmup_all ? 1 : 0, 0, &r->t);
+            timing warm;
+            ldm_status st = time_runs(run_vae, &b, si == 0 || warmup_all ? 1 : 0, 0, &warm);
             if (!st) {
                 memset(&pb.st, 0, sizeof pb.st);
                 b.be = profile ? &pb.base : ctx->be;
                 st = time_runs(run_vae, &b, 0, reps, &r->t);
                 b.be = ctx->be;
                 r->ps = pb.st;
+                r->t.first = warm.first;
             }
             if (st) {
                 fprintf(stderr, "bench-sd: VAE decode at %dx%d failed: %s\n", sizes[si], sizes[si], ldm_last_error());
@@ -899,10 +934,12 @@ int main(int argc, char **argv) {
     /* ---- report ---- */
     printf("\n== timings (%d thread(s); warm-up excluded; mean [min..max] of the timed runs; cpu = CPU time / wall) ==\n",
            threads);
-    printf("%-34s %5s %9s %21s %6s  %s\n", "phase", "reps", "mean s", "[min .. max] s", "cpu", "output check");
+    printf("%-34s %5s %9s %21s %6s %9s  %s\n", "phase", "reps", "mean s", "[min .. max] s", "cpu", "1st run",
+           "output check");
     if (!steps_only)
-        printf("%-34s %5d %9.3f [%8.3f .. %8.3f] %6.2f  %s\n", "text encode (1 prompt, 77 tok)", t_text.reps, t_text.mean,
-               t_text.min, t_text.max, t_text.cpu_util, t_text.reps ? "ok" : "FAILED");
+        printf("%-34s %5d %9.3f [%8.3f .. %8.3f] %6.2f %9s  %s\n", "text encode (1 prompt, 77 tok)", t_text.reps,
+               t_text.mean, t_text.min, t_text.max, t_text.cpu_util, fmt_first(&t_text),
+               t_text.reps ? "ok" : "FAILED");
     for (int si = 0; si < n_sizes; si++) {
         unet_res *r = &ures[si];
         char what[64], chk[64];
@@ -911,8 +948,8 @@ int main(int argc, char **argv) {
             snprintf(chk, sizeof chk, "finite %.4f, mean|eps| %.3f", r->finite, r->mabs);
         else
             snprintf(chk, sizeof chk, "FAILED");
-        printf("%-34s %5d %9.3f [%8.3f .. %8.3f] %6.2f  %s\n", what, r->t.reps, r->t.mean, r->t.min, r->t.max,
-               r->t.cpu_util, chk);
+        printf("%-34s %5d %9.3f [%8.3f .. %8.3f] %6.2f %9s  %s\n", what, r->t.reps, r->t.mean, r->t.min, r->t.max,
+               r->t.cpu_util, fmt_first(&r->t), chk);
     }
     if (!steps_only)
         for (int si = 0; si < n_sizes; si++) {
@@ -923,30 +960,41 @@ int main(int argc, char **argv) {
                 snprintf(chk, sizeof chk, "finite %.4f, mean|x| %.3f", r->finite, r->mabs);
             else
                 snprintf(chk, sizeof chk, "FAILED");
-            printf("%-34s %5d %9.3f [%8.3f .. %8.3f] %6.2f  %s\n", what, r->t.reps, r->t.mean, r->t.min, r->t.max,
-                   r->t.cpu_util, chk);
+            printf("%-34s %5d %9.3f [%8.3f .. %8.3f] %6.2f %9s  %s\n", what, r->t.reps, r->t.mean, r->t.min,
+                   r->t.max, r->t.cpu_util, fmt_first(&r->t), chk);
         }
 
     printf("\n== UNet throughput (batch 2) vs OpenBLAS sgemm (%d thread(s)) ==\n", threads);
     printf("FLOPs = 2*MACs of every conv and linear + the attention matmuls QK^T and AV (norms, softmax,\n"
            "activations, biases, adds not counted), from the model's config and weight shapes.\n");
-    printf("%-10s %9s %9s %9s %9s %9s %10s %9s %12s\n", "size", "conv3x3", "conv1x1", "linear", "attn", "total",
-           "s/eval", "GFLOP/s", "% of sgemm");
+    printf("%-10s %8s %8s %8s %8s %8s %9s %9s %9s %8s %8s\n", "size", "conv3x3", "conv1x1", "linear", "attn", "total",
+           "s/eval", "GFLOP/s", "best", "sgemm", "ratio");
     for (int si = 0; si < n_sizes; si++) {
         unet_res *r = &ures[si];
         char sz[16];
         snprintf(sz, sizeof sz, "%dx%d", r->size, r->size);
         double gfs = r->ok && r->t.mean > 0 ? r->gflop / r->t.mean : 0;
-        printf("%-10s %9.1f %9.1f %9.1f %9.1f %9.1f %10.3f %9.1f %11.1f%%\n", sz, r->fc.f[K_CONV3] / 1e9,
-               r->fc.f[K_CONV1] / 1e9, r->fc.f[K_LINEAR] / 1e9, r->fc.f[K_ATTN] / 1e9, r->gflop, r->t.mean, gfs,
-               100.0 * gfs / gemm_gf[0]);
+        double best = r->ok && r->t.min > 0 ? r->gflop / r->t.min : 0;
+        printf("%-10s %8.1f %8.1f %8.1f %8.1f %8.1f %9.3f %9.1f %9.1f %8.1f %7.0f%%\n", sz, r->fc.f[K_CONV3] / 1e9,
+               r->fc.f[K_CONV1] / 1e9, r->fc.f[K_LINEAR] / 1e9, r->fc.f[K_ATTN] / 1e9, r->gflop, r->t.mean, gfs, best,
+               r->sgemm_before, r->sgemm_before > 0 ? 100.0 * gfs / r->sgemm_before : 0);
         if (r->fc.missing) printf("  (%d weights missing from the count: the layout differs from unet.c's)\n", r->fc.missing);
     }
-    printf("(GFLOP columns: per evaluation of the batch of 2)\n");
-    printf("\nsgemm (row-major, F32, warm, >= 1 s each):\n");
-    for (int i = 0; i < n_gemms; i++)
-        printf("  %-28s M=%-5d N=%-5d K=%-5d %s  %7.1f GFLOP/s%s\n", gemms[i].what, gemms[i].m, gemms[i].n, gemms[i].k,
-               gemms[i].trans_b ? "B^T" : "B  ", gemm_gf[i], strncmp(gemms[i].what, "attn", 4) == 0 ? " (1 thread)" : "");
+    printf("(GFLOP: per evaluation of the batch of 2; GFLOP/s from the mean time, 'best' from the fastest run;\n"
+           " sgemm: 2048^3 GFLOP/s measured just before that size's timed runs; ratio = GFLOP/s / sgemm)\n");
+    printf("\nsgemm GFLOP/s (row-major, F32, warm, >= 1 s each; 'OpenBLAS': one call threaded by OpenBLAS;\n"
+           "'backend': cpu_sgemm, C split over OpenMP threads with single-threaded calls, as conv/linear run):\n");
+    printf("  %-28s %-24s %9s %9s\n", "shape", "M x N x K", "OpenBLAS", "backend");
+    for (int i = 0; i < n_gemms; i++) {
+        char dims[48], be[16];
+        snprintf(dims, sizeof dims, "%dx%dx%d%s", gemms[i].m, gemms[i].n, gemms[i].k, gemms[i].trans_b ? " B^T" : "");
+        if (gemm_be[i] > 0)
+            snprintf(be, sizeof be, "%.1f", gemm_be[i]);
+        else
+            snprintf(be, sizeof be, "-");
+        printf("  %-28s %-24s %9.1f %9s%s\n", gemms[i].what, dims, gemm_gf[i], be,
+               strncmp(gemms[i].what, "attn", 4) == 0 ? "  (1 thread, as each attention task)" : "");
+    }
     printf("\nF16->F32 conversion of all UNet conv/linear weights (done inside every conv/linear call):\n"
            "  %.3f s per UNet evaluation (%.2f GB of F32 written)\n", conv_s, conv_gb);
 

@@ -2,15 +2,19 @@
 # Runs bench-sd on a full-size random-weight SD 1.5 checkpoint, then (when the CLI is built) one
 # short end-to-end `ldm txt2img` under /usr/bin/time -v. See bench/README.md.
 #
-# usage: bench/run_bench.sh [--shared DIR] [--out DIR] [--build DIR] [--cli PATH|--no-cli]
-#                           [-- BENCH_SD_ARGS...]
+# usage: bench/run_bench.sh [--shared DIR] [--out DIR] [--model FILE] [--build DIR]
+#                           [--cli PATH|--no-cli] [-- BENCH_SD_ARGS...]
 #   --shared DIR  the shared data dir (default: <repo>/../shared)
 #   --out DIR     where the checkpoint and the logs go (default: ${TMPDIR:-/tmp}/ldm-bench);
 #                 the checkpoint (2.1 GB) is made there once and reused. Never inside the repo.
+#   --model FILE  the checkpoint to use (default: OUT/sd15_rand_f16.safetensors; made if missing)
 #   --build DIR   meson build dir (default: <repo>/build-bench; set up and built when needed)
 #   --cli PATH    the ldm CLI to time (default: <build>/examples/ldm, then <repo>/build/examples/ldm)
 #   --no-cli      skip the end-to-end CLI run
-#   after --       arguments for bench-sd, e.g. -- --sizes 256 --threads 2
+#   after --      arguments for bench-sd, e.g. -- --sizes 256 --threads 2
+# The environment passes through: OpenBLAS 0.3.21 does not recognise some recent Xeons and falls
+# back to its SSE3 "Prescott" kernels (bench-sd prints a warning); compare with
+#   OPENBLAS_CORETYPE=SkylakeX bench/run_bench.sh --out /tmp/ldm-bench/skx --model /tmp/ldm-bench/sd15_rand_f16.safetensors
 set -eu
 
 here=$(cd "$(dirname "$0")" && pwd)
@@ -18,6 +22,7 @@ repo=$(cd "$here/.." && pwd)
 shared="$repo/../shared"
 out="${TMPDIR:-/tmp}/ldm-bench"
 build="$repo/build-bench"
+model=""
 cli=""
 run_cli=1
 
@@ -25,17 +30,18 @@ while [ $# -gt 0 ]; do
     case "$1" in
         --shared) shared="$2"; shift 2 ;;
         --out) out="$2"; shift 2 ;;
+        --model) model="$2"; shift 2 ;;
         --build) build="$2"; shift 2 ;;
         --cli) cli="$2"; shift 2 ;;
         --no-cli) run_cli=0; shift ;;
         --) shift; break ;;
-        -h|--help) sed -n '2,15p' "$0"; exit 0 ;;
+        -h|--help) sed -n '2,/^set -eu/p' "$0" | grep '^#' | sed 's/^# \{0,1\}//'; exit 0 ;;
         *) echo "run_bench.sh: unknown argument '$1' (see --help)" >&2; exit 2 ;;
     esac
 done
 
 mkdir -p "$out"
-model="$out/sd15_rand_f16.safetensors"
+[ -n "$model" ] || model="$out/sd15_rand_f16.safetensors"
 
 # 1. The checkpoint: the real SD 1.5 layout (1143 tensors), random F16 weights, seed 0.
 if [ ! -s "$model" ]; then

@@ -33,6 +33,7 @@ typedef enum opt_kind {
     OPT_STRING, /* const char * pointing into argv */
     OPT_INT,    /* int32_t within [min, max], optionally a multiple of `multiple_of` */
     OPT_FLOAT,  /* float within [min, max] */
+    OPT_DOUBLE, /* double within [min, max] */
     OPT_SEED,   /* cli_seed */
     OPT_CHOICE, /* int32_t: the value of the matching choice */
 } opt_kind;
@@ -54,6 +55,7 @@ typedef struct option {
     const choice *choices; /* ended by {NULL, 0} */
     int required;          /* must be given (strings) */
     int nonempty;          /* "" is refused (file names) */
+    const char *alias;     /* a second long name (a peer's spelling), or NULL */
 } option;
 
 typedef struct command {
@@ -72,8 +74,12 @@ static const choice backend_choices[] = {
 static const choice prediction_choices[] = {
     {"auto", LDM_PREDICTION_AUTO}, {"eps", LDM_PREDICTION_EPS}, {"v", LDM_PREDICTION_V}, {NULL, 0}};
 static const choice rng_choices[] = {{"cuda", LDM_RNG_CUDA}, {"cpu", LDM_RNG_CPU}, {NULL, 0}};
-/* The library takes the scheduler by name; the CLI knows the names ldm.h documents. */
-static const choice scheduler_choices[] = {{"discrete", 0}, {"karras", 1}, {NULL, 0}};
+/* The library takes the scheduler by name (src/core/schedule.c lists them with aliases); the CLI
+ * offers the canonical ones. Values index scheduler_labels. */
+static const choice scheduler_choices[] = {{"discrete", 0},    {"karras", 1},      {"exponential", 2},
+                                           {"simple", 3},      {"sgm_uniform", 4}, {NULL, 0}};
+/* AUTOMATIC1111's "Schedule type" infotext labels; the default (discrete) is not written. */
+static const char *const scheduler_labels[] = {NULL, "Karras", "Exponential", "Simple", "SGM Uniform"};
 
 /* Every field by name: the tables read as documentation, and an omitted field is zero. The
  * help text is the first variadic argument (so the list is never empty, as C11 requires) and is
@@ -83,6 +89,34 @@ static const choice scheduler_choices[] = {{"discrete", 0}, {"karras", 1}, {NULL
      .help = __VA_ARGS__}
 
 #define T2I(field) offsetof(txt2img_options, field)
+/* The options after the image source and size, shared by txt2img and img2img. */
+#define SAMPLING_OPTIONS                                                                           \
+    OPT(0, "steps", OPT_INT, T2I(steps), "N", "sampling steps", .min = 1, .max = 1000),            \
+    OPT(0, "cfg-scale", OPT_FLOAT, T2I(cfg_scale), "F",                                            \
+        "guidance scale; 1 skips the negative prompt", .min = 0, .max = 100),                      \
+    OPT(0, "sampler", OPT_STRING, T2I(sampler), "NAME", "sampling method (list below)",           \
+        .nonempty = 1, .alias = "sampling-method"),                                                \
+    OPT(0, "scheduler", OPT_CHOICE, T2I(scheduler), NULL, "noise schedule",                       \
+        .choices = scheduler_choices),                                                             \
+    OPT(0, "seed", OPT_SEED, T2I(seed), "N", "64-bit seed; -1 draws a random one and prints it"),  \
+    OPT(0, "rng", OPT_CHOICE, T2I(rng), NULL,                                                      \
+        "initial noise: cuda = A1111's NV stream, cpu = PyTorch's", .choices = rng_choices),       \
+    OPT(0, "batch-count", OPT_INT, T2I(batch_count), "N",                                          \
+        "images to make, with seeds seed, seed+1, ...", .min = 1, .max = 1000),                    \
+    OPT(0, "clip-skip", OPT_INT, T2I(clip_skip), "N",                                              \
+        "CLIP layer: 1 = last, 2 = penultimate, 0 = model default", .min = 0, .max = 64),          \
+    OPT(0, "eta", OPT_FLOAT, T2I(eta), "F", "DDIM eta (noise added back per step)", .min = 0,      \
+        .max = 100),                                                                               \
+    OPT('t', "threads", OPT_INT, T2I(threads), "N", "CPU threads (0 = all online CPUs)", .min = 0, \
+        .max = 4096),                                                                              \
+    OPT(0, "backend", OPT_CHOICE, T2I(backend), NULL, "compute backend",                          \
+        .choices = backend_choices),                                                               \
+    OPT(0, "config", OPT_STRING, T2I(config), "FILE", "model hyper-parameter JSON", .nonempty = 1), \
+    OPT(0, "prediction", OPT_CHOICE, T2I(prediction), NULL, "what the network predicts",          \
+        .choices = prediction_choices),                                                            \
+    OPT('o', "output", OPT_STRING, T2I(output), "FILE", "PNG file to write", .nonempty = 1),       \
+    OPT('v', "verbose", OPT_FLAG, T2I(verbose), NULL, "log more (twice for debug messages)")
+
 static const option txt2img_table[] = {
     OPT('m', "model", OPT_STRING, T2I(model), "FILE", "checkpoint to load (.safetensors)",
         .required = 1, .nonempty = 1),
@@ -92,31 +126,88 @@ static const option txt2img_table[] = {
         .max = MAX_SIDE, .multiple_of = 8),
     OPT('H', "height", OPT_INT, T2I(height), "N", "image height in pixels, a multiple of 8",
         .min = 8, .max = MAX_SIDE, .multiple_of = 8),
-    OPT(0, "steps", OPT_INT, T2I(steps), "N", "sampling steps", .min = 1, .max = 1000),
-    OPT(0, "cfg-scale", OPT_FLOAT, T2I(cfg_scale), "F",
-        "guidance scale; 1 skips the negative prompt", .min = 0, .max = 100),
-    OPT(0, "sampler", OPT_STRING, T2I(sampler), "NAME", "sampling method (list below)",
+    SAMPLING_OPTIONS,
+};
+
+/* ldm_inpaint_fill, named after A1111's "masked content" choices. */
+static const choice fill_choices[] = {{"original", LDM_INPAINT_FILL_ORIGINAL},
+                                      {"fill", LDM_INPAINT_FILL_FILL},
+                                      {"latent-noise", LDM_INPAINT_FILL_LATENT_NOISE},
+                                      {"latent-nothing", LDM_INPAINT_FILL_LATENT_NOTHING},
+                                      {NULL, 0}};
+
+static const option inpaint_table[] = {
+    OPT('m', "model", OPT_STRING, T2I(model), "FILE", "checkpoint to load (.safetensors)",
+        .required = 1, .nonempty = 1),
+    OPT('i', "init-img", OPT_STRING, T2I(init_image), "PNG",
+        "image to paint into; its size (multiples of 8) is the output size", .required = 1,
         .nonempty = 1),
-    OPT(0, "scheduler", OPT_CHOICE, T2I(scheduler), NULL, "noise schedule",
+    OPT(0, "mask", OPT_STRING, T2I(mask), "PNG",
+        "same size as the image: white = repaint, black = keep", .nonempty = 1),
+    OPT(0, "outpaint", OPT_STRING, T2I(outpaint), "L,T,R,B",
+        "instead of --mask: grow the canvas by these pixels (or one number for all sides) and "
+        "paint the new area", .nonempty = 1),
+    OPT(0, "overlap", OPT_INT, T2I(overlap), "N",
+        "--outpaint: pixels of the image repainted along the seam", .min = 0, .max = MAX_SIDE),
+    OPT(0, "mask-blur", OPT_FLOAT, T2I(mask_blur), "F", "Gaussian blur of the mask (sigma, pixels)",
+        .min = 0, .max = 1024),
+    OPT(0, "fill", OPT_CHOICE, T2I(fill), NULL, "what the masked area starts from",
+        .choices = fill_choices),
+    OPT(0, "no-composite", OPT_FLAG, T2I(no_composite), NULL,
+        "keep the generated pixels outside the mask too"),
+    OPT(0, "strength", OPT_DOUBLE, T2I(strength), "S",
+        "1 = start the masked area from noise; less keeps more of it", .min = 0, .max = 1),
+    OPT('p', "prompt", OPT_STRING, T2I(prompt), "TEXT", "what to draw", .required = 1),
+    OPT('n', "negative-prompt", OPT_STRING, T2I(negative_prompt), "TEXT", "what to steer away from"),
+    SAMPLING_OPTIONS,
+};
+
+static const option img2img_table[] = {
+    OPT('m', "model", OPT_STRING, T2I(model), "FILE", "checkpoint to load (.safetensors)",
+        .required = 1, .nonempty = 1),
+    OPT('i', "init-img", OPT_STRING, T2I(init_image), "PNG",
+        "image to start from (multiples of 8); sets the size", .required = 1,
+        .nonempty = 1),
+    OPT(0, "strength", OPT_DOUBLE, T2I(strength), "S",
+        "how much to change it, 0..1: int(S * steps) steps run", .min = 0, .max = 1),
+    OPT('p', "prompt", OPT_STRING, T2I(prompt), "TEXT", "what to draw", .required = 1),
+    OPT('n', "negative-prompt", OPT_STRING, T2I(negative_prompt), "TEXT", "what to steer away from"),
+    SAMPLING_OPTIONS,
+};
+
+#define UPS(field) offsetof(upscale_options, field)
+static const option upscale_table[] = {
+    OPT('m', "model", OPT_STRING, UPS(model), "FILE", "an ldm-sr or x4-upscaler checkpoint", .required = 1,
+        .nonempty = 1),
+    OPT('i', "input", OPT_STRING, UPS(input), "PNG", "the low-resolution image (any size up to 2048)",
+        .required = 1, .nonempty = 1, .alias = "init-img"),
+    OPT('o', "output", OPT_STRING, UPS(output), "FILE", "PNG file to write (4x the input)", .nonempty = 1),
+    OPT('p', "prompt", OPT_STRING, UPS(prompt), "TEXT", "x4-upscaler: what the image shows"),
+    OPT('n', "negative-prompt", OPT_STRING, UPS(negative_prompt), "TEXT", "x4-upscaler: what to steer away from"),
+    OPT(0, "steps", OPT_INT, UPS(steps), "N", "sampling steps", .min = 1, .max = 1000),
+    OPT(0, "cfg-scale", OPT_FLOAT, UPS(cfg_scale), "F", "x4-upscaler: guidance scale; 1 skips the negative prompt",
+        .min = 0, .max = 100),
+    OPT(0, "noise-level", OPT_INT, UPS(noise_level), "N",
+        "x4-upscaler: noise added to the low-res image (0..350)", .min = 0, .max = 999),
+    OPT(0, "sampler", OPT_STRING, UPS(sampler), "NAME", "sampling method", .nonempty = 1,
+        .alias = "sampling-method"),
+    OPT(0, "scheduler", OPT_CHOICE, UPS(scheduler), NULL, "noise schedule (sigma samplers)",
         .choices = scheduler_choices),
-    OPT(0, "seed", OPT_SEED, T2I(seed), "N", "64-bit seed; -1 draws a random one and prints it"),
-    OPT(0, "rng", OPT_CHOICE, T2I(rng), NULL,
-        "initial noise: cuda = A1111's NV stream, cpu = PyTorch's", .choices = rng_choices),
-    OPT(0, "batch-count", OPT_INT, T2I(batch_count), "N",
-        "images to make, with seeds seed, seed+1, ...", .min = 1, .max = 1000),
-    OPT(0, "clip-skip", OPT_INT, T2I(clip_skip), "N",
-        "CLIP layer: 1 = last, 2 = penultimate, 0 = model default", .min = 0, .max = 64),
-    OPT(0, "eta", OPT_FLOAT, T2I(eta), "F", "DDIM eta (noise added back per step)", .min = 0,
+    OPT(0, "eta", OPT_FLOAT, UPS(eta), "F", "DDIM eta; -1 = the model's default (ldm-sr 1, x4 0)", .min = -1,
         .max = 100),
-    OPT('t', "threads", OPT_INT, T2I(threads), "N", "CPU threads (0 = all online CPUs)", .min = 0,
+    OPT(0, "seed", OPT_SEED, UPS(seed), "N", "64-bit seed; -1 draws a random one and prints it"),
+    OPT(0, "rng", OPT_CHOICE, UPS(rng), NULL, "noise: cuda = A1111's NV stream, cpu = PyTorch's",
+        .choices = rng_choices),
+    OPT(0, "tile", OPT_INT, UPS(tile), "N",
+        "tile side in input pixels (multiple of 8); 0 = automatic, -1 = never", .min = -1, .max = 4096),
+    OPT(0, "tile-overlap", OPT_INT, UPS(tile_overlap), "N", "input pixels shared by neighbouring tiles", .min = 0,
         .max = 4096),
-    OPT(0, "backend", OPT_CHOICE, T2I(backend), NULL, "compute backend",
-        .choices = backend_choices),
-    OPT(0, "config", OPT_STRING, T2I(config), "FILE", "model hyper-parameter JSON", .nonempty = 1),
-    OPT(0, "prediction", OPT_CHOICE, T2I(prediction), NULL, "what the network predicts",
+    OPT('t', "threads", OPT_INT, UPS(threads), "N", "CPU threads (0 = all online CPUs)", .min = 0, .max = 4096),
+    OPT(0, "backend", OPT_CHOICE, UPS(backend), NULL, "compute backend", .choices = backend_choices),
+    OPT(0, "config", OPT_STRING, UPS(config), "FILE", "model hyper-parameter JSON", .nonempty = 1),
+    OPT(0, "prediction", OPT_CHOICE, UPS(prediction), NULL, "what the network predicts",
         .choices = prediction_choices),
-    OPT('o', "output", OPT_STRING, T2I(output), "FILE", "PNG file to write", .nonempty = 1),
-    OPT('v', "verbose", OPT_FLAG, T2I(verbose), NULL, "log more (twice for debug messages)"),
+    OPT('v', "verbose", OPT_FLAG, UPS(verbose), NULL, "log more (twice for debug messages)"),
 };
 
 #define INFO(field) offsetof(info_options, field)
@@ -153,12 +244,64 @@ static const command txt2img_command = {
     txt2img_table, sizeof txt2img_table / sizeof txt2img_table[0], NULL, 0, txt2img_extra_help,
 };
 
+static void img2img_extra_help(FILE *out)
+{
+    txt2img_extra_help(out);
+    fputs("\nThe init image is encoded by the model's VAE (posterior mean) and noised to the level\n"
+          "of step steps - int(strength * steps) of the schedule; the remaining int(strength *\n"
+          "steps) steps run (ddim: CompVis scripts/img2img.py). Draw 0 of the seed's stream is\n"
+          "that noise. Strength 0 returns the VAE's reconstruction of the init image.\n",
+          out);
+}
+
+static const command img2img_command = {
+    "img2img", "-m MODEL -i INIT.png -p PROMPT [--strength S] [options]",
+    "change an image guided by a text prompt", img2img_table,
+    sizeof img2img_table / sizeof img2img_table[0], NULL, 0, img2img_extra_help,
+};
+
+static void inpaint_extra_help(FILE *out)
+{
+    txt2img_extra_help(out);
+    fputs("\nInpainting checkpoints (9-channel UNet, e.g. sd-v1-5-inpainting) see the mask and the\n"
+          "masked image; ordinary checkpoints keep the unmasked area by resetting it to the\n"
+          "(noised) original after every step. --fill: original = the image as it is, fill = its\n"
+          "surrounding colours, latent-noise / latent-nothing = noise / zeros in the latent.\n"
+          "The result is pasted over the original through the blurred mask unless\n"
+          "--no-composite. --outpaint 64,0,64,0 adds 64 pixels left and right (right and bottom\n"
+          "grow further until the canvas is a multiple of 64; the new area starts as the nearest\n"
+          "edge pixels).\n",
+          out);
+}
+
+static const command inpaint_command = {
+    "inpaint", "-m MODEL -i IMAGE.png --mask MASK.png -p PROMPT [options]",
+    "repaint the masked part of an image (or outpaint with --outpaint)", inpaint_table,
+    sizeof inpaint_table / sizeof inpaint_table[0], NULL, 0, inpaint_extra_help,
+};
+
 static const command info_command = {
     "info", "[options] MODEL", "load a checkpoint and show its family and latent shape",
     info_table, sizeof info_table / sizeof info_table[0], "MODEL", INFO(model), NULL,
 };
 
-static const command *const all_commands[] = {&txt2img_command, &info_command};
+static void upscale_extra_help(FILE *out)
+{
+    fputs("\nldm-sr (the LDM paper's 4x super-resolution, VQ-f4) takes no prompt and no guidance;\n"
+          "x4-upscaler (Stable Diffusion's) takes a prompt, --cfg-scale and --noise-level. Inputs\n"
+          "larger than a tile run in overlapping tiles blended over the overlap, so memory stays\n"
+          "bounded; the input is edge-padded to a multiple of 8 and the result cropped to 4x.\n",
+          out);
+}
+
+static const command upscale_command = {
+    "upscale", "-m MODEL -i LOW.png -o HIGH.png [--steps N] [--noise-level N] [options]",
+    "make an image 4x larger with a super-resolution model", upscale_table,
+    sizeof upscale_table / sizeof upscale_table[0], NULL, 0, upscale_extra_help,
+};
+
+static const command *const all_commands[] = {&txt2img_command, &img2img_command, &inpaint_command,
+                                              &upscale_command, &info_command};
 
 /* ---------------------------------------------------------------------------------------------
  * Value parsing. Every function prints its own error line and returns nonzero on failure.
@@ -213,6 +356,22 @@ static int parse_float(const option *opt, const char *text, float *out)
         return -1;
     }
     *out = (float)v;
+    return 0;
+}
+
+static int parse_double(const option *opt, const char *text, double *out)
+{
+    char *end = NULL;
+    double v = looks_numeric(text) ? strtod(text, &end) : 0;
+    if (end == NULL || end == text || *end != '\0' || !isfinite(v)) {
+        cli_error("--%s: '%s' is not a number", opt->long_name, text);
+        return -1;
+    }
+    if (v < opt->min || v > opt->max) {
+        cli_error("--%s: %s is out of range (%g..%g)", opt->long_name, text, opt->min, opt->max);
+        return -1;
+    }
+    *out = v;
     return 0;
 }
 
@@ -281,6 +440,8 @@ static int apply_value(const option *opt, const char *value, void *opts)
         return parse_int(opt, value, dst);
     case OPT_FLOAT:
         return parse_float(opt, value, dst);
+    case OPT_DOUBLE:
+        return parse_double(opt, value, dst);
     case OPT_SEED:
         return parse_seed(opt, value, dst);
     case OPT_CHOICE:
@@ -299,7 +460,9 @@ static const option *find_long(const command *cmd, const char *name, size_t len)
 {
     for (size_t i = 0; i < cmd->n_options; i++) {
         const char *ln = cmd->options[i].long_name;
-        if (strlen(ln) == len && strncmp(ln, name, len) == 0) {
+        const char *alias = cmd->options[i].alias;
+        if ((strlen(ln) == len && strncmp(ln, name, len) == 0) ||
+            (alias != NULL && strlen(alias) == len && strncmp(alias, name, len) == 0)) {
             return &cmd->options[i];
         }
     }
@@ -474,6 +637,9 @@ static void format_default(const option *opt, const void *defaults, char *buf, s
     case OPT_FLOAT:
         snprintf(buf, size, " (default: %g)", (double)*(const float *)src);
         break;
+    case OPT_DOUBLE:
+        snprintf(buf, size, " (default: %g)", *(const double *)src);
+        break;
     case OPT_SEED: {
         const cli_seed *seed = src;
         if (seed->random) {
@@ -512,12 +678,15 @@ static void format_metavar(const option *opt, char *buf, size_t size)
 
 static void print_option(const option *opt, const void *defaults, FILE *out)
 {
-    char left[64], metavar[48], def[96];
+    char left[128], metavar[96], def[96], alias[48] = "";
     format_metavar(opt, metavar, sizeof metavar);
+    if (opt->alias != NULL) {
+        snprintf(alias, sizeof alias, ", --%s", opt->alias);
+    }
     if (opt->short_name) {
-        snprintf(left, sizeof left, "-%c, --%s%s", opt->short_name, opt->long_name, metavar);
+        snprintf(left, sizeof left, "-%c, --%s%s%s", opt->short_name, opt->long_name, alias, metavar);
     } else {
-        snprintf(left, sizeof left, "    --%s%s", opt->long_name, metavar);
+        snprintf(left, sizeof left, "    --%s%s%s", opt->long_name, alias, metavar);
     }
     format_default(opt, defaults, def, sizeof def);
     if (strlen(left) > 28) { /* keep the help column aligned for long option names */
@@ -543,7 +712,7 @@ static void print_help(const command *cmd, const void *defaults, FILE *out)
 void cli_print_usage(FILE *out)
 {
     fputs("usage: ldm <command> [options]\n"
-          "       ldm --help | --version\n\ncommands:\n",
+          "       ldm --list-samplers | --list-devices | --help | --version\n\ncommands:\n",
           out);
     for (size_t i = 0; i < sizeof all_commands / sizeof all_commands[0]; i++) {
         const command *cmd = all_commands[i];
@@ -574,6 +743,7 @@ static int32_t scheduler_index(const char *name)
  * fully initialised whatever the table says (and keeps the compiler's flow analysis quiet). */
 typedef union any_options {
     txt2img_options txt2img;
+    upscale_options upscale;
     info_options info;
 } any_options;
 
@@ -620,6 +790,150 @@ cli_result txt2img_parse(int argc, char **argv, txt2img_options *o)
     return r;
 }
 
+/* The img2img defaults are ldm_img2img_params_init()'s (strength 0.75, ...). */
+static void img2img_defaults(txt2img_options *o)
+{
+    ldm_img2img_params p;
+    ldm_img2img_params_init(&p);
+    txt2img_defaults(o);
+    o->width = 0; /* from the init image */
+    o->height = 0;
+    o->sampler = p.sampler != NULL ? p.sampler : "euler";
+    o->scheduler = scheduler_index(p.scheduler);
+    o->steps = p.steps;
+    o->cfg_scale = p.cfg_scale;
+    o->seed.value = p.seed;
+    o->seed.random = p.random_seed;
+    o->rng = p.rng;
+    o->batch_count = p.batch_count;
+    o->clip_skip = p.clip_skip;
+    o->eta = p.eta;
+    o->strength = p.strength;
+}
+
+cli_result img2img_parse(int argc, char **argv, txt2img_options *o)
+{
+    img2img_defaults(o);
+    any_options defaults;
+    memset(&defaults, 0, sizeof defaults);
+    defaults.txt2img = *o;
+    cli_result r = parse_command(&img2img_command, argc, argv, o);
+    if (r == CLI_HELP) {
+        print_help(&img2img_command, &defaults, stdout);
+    }
+    return r;
+}
+
+/* The inpaint defaults are ldm_inpaint_params_init()'s (strength 1, mask blur 4, ...). */
+static void inpaint_defaults(txt2img_options *o)
+{
+    ldm_inpaint_params p;
+    ldm_outpaint_params op;
+    ldm_inpaint_params_init(&p);
+    ldm_outpaint_params_init(&op);
+    txt2img_defaults(o);
+    o->width = 0; /* from the image */
+    o->height = 0;
+    o->sampler = p.sampler != NULL ? p.sampler : "euler";
+    o->scheduler = scheduler_index(p.scheduler);
+    o->steps = p.steps;
+    o->cfg_scale = p.cfg_scale;
+    o->seed.value = p.seed;
+    o->seed.random = p.random_seed;
+    o->rng = p.rng;
+    o->batch_count = p.batch_count;
+    o->clip_skip = p.clip_skip;
+    o->eta = p.eta;
+    o->strength = p.strength;
+    o->mask_blur = p.mask_blur;
+    o->fill = p.fill;
+    o->no_composite = !p.composite;
+    o->overlap = op.overlap;
+}
+
+/* "L,T,R,B" or "N" (all sides), each 0..MAX_SIDE. */
+static int parse_padding(const char *text, int32_t pad[4])
+{
+    int32_t v[4];
+    int n = 0;
+    const char *p = text;
+    while (n < 4) {
+        char *end = NULL;
+        errno = 0;
+        long x = looks_numeric(p) ? strtol(p, &end, 10) : -1;
+        if (end == NULL || end == p || errno == ERANGE || x < 0 || x > MAX_SIDE) {
+            break;
+        }
+        v[n++] = (int32_t)x;
+        p = end;
+        if (*p != ',') {
+            break;
+        }
+        p++;
+    }
+    if (*p != '\0' || (n != 1 && n != 4)) {
+        cli_error("--outpaint: '%s' is not N or L,T,R,B (pixels, 0..%d)", text, MAX_SIDE);
+        return -1;
+    }
+    for (int i = 0; i < 4; i++) {
+        pad[i] = n == 1 ? v[0] : v[i];
+    }
+    return 0;
+}
+
+cli_result inpaint_parse(int argc, char **argv, txt2img_options *o)
+{
+    inpaint_defaults(o);
+    any_options defaults;
+    memset(&defaults, 0, sizeof defaults);
+    defaults.txt2img = *o;
+    cli_result r = parse_command(&inpaint_command, argc, argv, o);
+    if (r == CLI_HELP) {
+        print_help(&inpaint_command, &defaults, stdout);
+    } else if (r == CLI_RUN && (o->mask == NULL) == (o->outpaint == NULL)) {
+        cli_error("give exactly one of --mask and --outpaint (see 'ldm inpaint --help')");
+        r = CLI_USAGE;
+    } else if (r == CLI_RUN && o->outpaint != NULL && parse_padding(o->outpaint, o->pad) != 0) {
+        r = CLI_USAGE;
+    }
+    return r;
+}
+
+/* The upscale defaults are ldm_upscale_params_init()'s. */
+cli_result upscale_parse(int argc, char **argv, upscale_options *o)
+{
+    ldm_upscale_params p;
+    ldm_context_params c;
+    ldm_model_params m;
+    ldm_upscale_params_init(&p);
+    ldm_context_params_init(&c);
+    ldm_model_params_init(&m);
+    memset(o, 0, sizeof *o);
+    o->output = "out.png";
+    o->sampler = p.sampler;
+    o->scheduler = scheduler_index(p.scheduler);
+    o->steps = p.steps;
+    o->cfg_scale = p.cfg_scale;
+    o->noise_level = p.noise_level;
+    o->eta = p.eta;
+    o->seed.value = p.seed;
+    o->seed.random = p.random_seed;
+    o->rng = p.rng;
+    o->tile = p.tile;
+    o->tile_overlap = p.tile_overlap;
+    o->threads = c.n_threads;
+    o->backend = c.backend;
+    o->prediction = m.prediction;
+    any_options defaults;
+    memset(&defaults, 0, sizeof defaults);
+    defaults.upscale = *o;
+    cli_result r = parse_command(&upscale_command, argc, argv, o);
+    if (r == CLI_HELP) {
+        print_help(&upscale_command, &defaults, stdout);
+    }
+    return r;
+}
+
 cli_result info_parse(int argc, char **argv, info_options *o)
 {
     ldm_context_params c;
@@ -649,7 +963,18 @@ const char *cli_scheduler_name(int32_t scheduler)
     return choice_name(scheduler_choices, scheduler);
 }
 
+const char *cli_scheduler_label(int32_t scheduler)
+{
+    size_t n = sizeof scheduler_labels / sizeof scheduler_labels[0];
+    return scheduler >= 0 && (size_t)scheduler < n ? scheduler_labels[scheduler] : NULL;
+}
+
 const char *cli_rng_name(int32_t rng)
 {
     return choice_name(rng_choices, rng);
+}
+
+const char *cli_fill_name(int32_t fill)
+{
+    return choice_name(fill_choices, fill);
 }

@@ -44,7 +44,8 @@ typedef struct cli_seed {
 } cli_seed;
 
 /* ---------------------------------------------------------------------------------------------
- * ldm txt2img
+ * ldm txt2img and ldm img2img (one options struct; img2img adds the init image and strength
+ * and takes its size from the init image)
  * ------------------------------------------------------------------------------------------- */
 typedef struct txt2img_options {
     const char *model;
@@ -66,10 +67,53 @@ typedef struct txt2img_options {
     int32_t backend;    /* ldm_backend_kind */
     int32_t prediction; /* ldm_prediction */
     int32_t verbose;    /* number of -v */
+    const char *init_image; /* img2img: -i PNG */
+    double strength;        /* img2img: --strength (a double, as the library takes it) */
+    /* inpaint: --mask PNG, or --outpaint L,T,R,B (the mask is made by ldm_outpaint_prepare) */
+    const char *mask;
+    const char *outpaint;
+    int32_t pad[4];       /* --outpaint parsed: left, top, right, bottom */
+    int32_t overlap;      /* --overlap */
+    float mask_blur;      /* --mask-blur */
+    int32_t fill;         /* --fill: ldm_inpaint_fill */
+    int32_t no_composite; /* --no-composite */
 } txt2img_options;
 
 /* Parses argv (argv[0] is "txt2img") into `o`, which starts from the library defaults. */
 cli_result txt2img_parse(int argc, char **argv, txt2img_options *o);
+/* Parses argv (argv[0] is "img2img"); defaults from ldm_img2img_params_init(). */
+cli_result img2img_parse(int argc, char **argv, txt2img_options *o);
+/* Parses argv (argv[0] is "inpaint"); defaults from ldm_inpaint_params_init(). Exactly one of
+ * --mask and --outpaint is required. */
+cli_result inpaint_parse(int argc, char **argv, txt2img_options *o);
+
+/* ---------------------------------------------------------------------------------------------
+ * ldm upscale (ldm-sr and x4-upscaler models)
+ * ------------------------------------------------------------------------------------------- */
+typedef struct upscale_options {
+    const char *model;
+    const char *input;  /* -i: the low-res PNG */
+    const char *output;
+    const char *prompt; /* x4-upscaler only */
+    const char *negative_prompt;
+    const char *config;
+    const char *sampler;
+    int32_t scheduler;
+    int32_t steps;
+    float cfg_scale;
+    int32_t noise_level;
+    float eta; /* < 0: the family default */
+    cli_seed seed;
+    int32_t rng;
+    int32_t tile, tile_overlap;
+    int32_t threads;
+    int32_t backend;
+    int32_t prediction;
+    int32_t verbose;
+} upscale_options;
+
+/* Parses argv (argv[0] is "upscale"); defaults from ldm_upscale_params_init(). */
+cli_result upscale_parse(int argc, char **argv, upscale_options *o);
 
 /* ---------------------------------------------------------------------------------------------
  * ldm info
@@ -88,8 +132,11 @@ cli_result info_parse(int argc, char **argv, info_options *o);
 /* ---------------------------------------------------------------------------------------------
  * Names for the choice values, for messages and the PNG parameters.
  * ------------------------------------------------------------------------------------------- */
-const char *cli_scheduler_name(int32_t scheduler); /* "discrete", "karras" */
+const char *cli_scheduler_name(int32_t scheduler); /* "discrete", "karras", ... (library names) */
+/* AUTOMATIC1111's "Schedule type" label ("Karras", "SGM Uniform"); NULL for the default. */
+const char *cli_scheduler_label(int32_t scheduler);
 const char *cli_rng_name(int32_t rng);             /* "cuda", "cpu" */
+const char *cli_fill_name(int32_t fill);           /* "original", "fill", "latent-noise", ... */
 
 /* The top-level usage (ldm --help): every subcommand with its one-line summary. */
 void cli_print_usage(FILE *out);

@@ -2,15 +2,16 @@
  * ldm: the command-line front end of libldm.
  *
  *   ldm txt2img -m model.safetensors -p "a photo of a cat" -o cat.png
+ *   ldm img2img -m model.safetensors -i cat.png --strength 0.6 -p "a photo of a tiger" -o tiger.png
+ *   ldm upscale -m x4-upscaler-ema.safetensors -i low.png -o high.png --noise-level 20
  *   ldm info model.safetensors
- *   ldm --help | --version
+ *   ldm --list-samplers | --list-devices | --help | --version
  *
  * It uses only the public API (ldm/ldm.h), so it doubles as an example of that API. Exit
  * statuses: 0 success, 1 library or file failure, 2 usage error, 130 interrupted (Ctrl-C).
  * Batch outputs: the first image keeps the -o name, image i (i >= 1) gets "_i" before the
  * extension (out.png, out_1.png, out_2.png, ...).
  */
-#include <ctype.h>
 #include <assert.h>
 #include <errno.h>
 #include <sched.h>
@@ -255,12 +256,18 @@ static char *format_parameters(const txt2img_options *o, const char *sampler, ui
         fprintf(f, "Negative prompt: %s\n", o->negative_prompt);
     }
     fprintf(f, "Steps: %d, Sampler: %s, ", o->steps, sampler);
-    if (o->scheduler != 0) {
-        const char *name = cli_scheduler_name(o->scheduler);
-        fprintf(f, "Schedule type: %c%s, ", toupper((unsigned char)name[0]), name + 1); /* "Karras" */
+    const char *schedule = cli_scheduler_label(o->scheduler); /* "Karras"; NULL for the default */
+    if (schedule != NULL) {
+        fprintf(f, "Schedule type: %s, ", schedule);
     }
     fprintf(f, "CFG scale: %g, Seed: %llu, Size: %dx%d, Model: %s, ", (double)o->cfg_scale,
             (unsigned long long)seed, width, height, model);
+    if (o->init_image != NULL) {
+        fprintf(f, "Denoising strength: %g, ", o->strength);
+    }
+    if (o->mask != NULL || o->outpaint != NULL) {
+        fprintf(f, "Mask blur: %g, ", (double)o->mask_blur);
+    }
     if (o->clip_skip > 1) {
         fprintf(f, "Clip skip: %d, ", o->clip_skip);
     }
@@ -339,21 +346,89 @@ static void fill_txt2img_params(const txt2img_options *o, progress *bar, ldm_txt
     p->user_data = bar;
 }
 
-/* Generates and saves; the context and model are owned by the caller. */
+static void fill_img2img_params(const txt2img_options *o, const png_io_image *init, progress *bar,
+                               ldm_img2img_params *p)
+{
+    ldm_img2img_params_init(p);
+    p->prompt = o->prompt;
+    p->negative_prompt = o->negative_prompt;
+    p->init_image = init->data;
+    p->init_width = init->width;
+    p->init_height = init->height;
+    p->init_stride = (size_t)init->width * 3;
+    p->strength = o->strength;
+    p->steps = o->steps;
+    p->cfg_scale = o->cfg_scale;
+    p->sampler = o->sampler;
+    p->scheduler = cli_scheduler_name(o->scheduler);
+    p->seed = o->seed.value;
+    p->random_seed = o->seed.random;
+    p->batch_count = o->batch_count;
+    p->clip_skip = o->clip_skip;
+    p->rng = o->rng;
+    p->eta = o->eta;
+    p->progress = on_progress;
+    p->user_data = bar;
+}
+
+static void fill_inpaint_params(const txt2img_options *o, const png_io_image *init,
+                                const png_io_image *mask, progress *bar, ldm_inpaint_params *p)
+{
+    ldm_inpaint_params_init(p);
+    p->prompt = o->prompt;
+    p->negative_prompt = o->negative_prompt;
+    p->image = init->data;
+    p->width = init->width;
+    p->height = init->height;
+    p->image_stride = (size_t)init->width * 3;
+    p->mask = mask->data;
+    p->mask_channels = mask->channels;
+    p->mask_stride = (size_t)mask->width * (size_t)mask->channels;
+    p->mask_blur = o->mask_blur;
+    p->fill = o->fill;
+    p->composite = !o->no_composite;
+    p->strength = o->strength;
+    p->steps = o->steps;
+    p->cfg_scale = o->cfg_scale;
+    p->sampler = o->sampler;
+    p->scheduler = cli_scheduler_name(o->scheduler);
+    p->seed = o->seed.value;
+    p->random_seed = o->seed.random;
+    p->batch_count = o->batch_count;
+    p->clip_skip = o->clip_skip;
+    p->rng = o->rng;
+    p->eta = o->eta;
+    p->progress = on_progress;
+    p->user_data = bar;
+}
+
+/* Generates and saves; the context and model are owned by the caller. `init` is the img2img
+ * and inpaint input (NULL for txt2img), `mask` the inpaint mask (NULL otherwise). */
 static int generate(ldm_context *ctx, ldm_model *model, const txt2img_options *o,
-                    const char *sampler, progress *bar)
+                    const char *sampler, const png_io_image *init, const png_io_image *mask,
+                    progress *bar)
 {
     ldm_image **images = calloc((size_t)o->batch_count, sizeof *images);
     if (images == NULL) {
         cli_error("out of memory");
         return LDM_EXIT_FAILURE;
     }
-    ldm_txt2img_params params;
-    fill_txt2img_params(o, bar, &params);
-
     double t0 = progress_now();
     progress_init(bar, stderr, o->batch_count);
-    ldm_status st = ldm_txt2img(ctx, model, &params, images);
+    ldm_status st;
+    if (init != NULL && mask != NULL) {
+        ldm_inpaint_params params;
+        fill_inpaint_params(o, init, mask, bar, &params);
+        st = ldm_inpaint(ctx, model, &params, images);
+    } else if (init != NULL) {
+        ldm_img2img_params params;
+        fill_img2img_params(o, init, bar, &params);
+        st = ldm_img2img(ctx, model, &params, images);
+    } else {
+        ldm_txt2img_params params;
+        fill_txt2img_params(o, bar, &params);
+        st = ldm_txt2img(ctx, model, &params, images);
+    }
     progress_break(bar);
 
     int rc = LDM_EXIT_OK;
@@ -379,10 +454,75 @@ static int generate(ldm_context *ctx, ldm_model *model, const txt2img_options *o
     return rc;
 }
 
-static int cmd_txt2img(int argc, char **argv)
+/* --outpaint: the canvas and mask from ldm_outpaint_prepare replace the image (gray mask). */
+static int prepare_outpaint(const txt2img_options *o, png_io_image *init, png_io_image *mask)
+{
+    ldm_outpaint_params op;
+    ldm_outpaint_params_init(&op);
+    op.left = o->pad[0];
+    op.top = o->pad[1];
+    op.right = o->pad[2];
+    op.bottom = o->pad[3];
+    op.overlap = o->overlap;
+    ldm_image *canvas = NULL, *mimg = NULL;
+    ldm_status st = ldm_outpaint_prepare(init->data, init->width, init->height,
+                                         (size_t)init->width * 3, &op, &canvas, &mimg);
+    if (st != LDM_OK) {
+        library_failure(st, "cannot prepare the outpainting canvas");
+        return -1;
+    }
+    int w = ldm_image_width(canvas), h = ldm_image_height(canvas);
+    uint8_t *rgb = malloc((size_t)w * h * 3), *gray = malloc((size_t)w * h);
+    if (rgb == NULL || gray == NULL) {
+        free(rgb);
+        free(gray);
+        ldm_image_destroy(canvas);
+        ldm_image_destroy(mimg);
+        cli_error("out of memory");
+        return -1;
+    }
+    ldm_image_copy(canvas, rgb, (size_t)w * 3);
+    const uint8_t *m = ldm_image_data(mimg);
+    for (size_t i = 0; i < (size_t)w * h; i++) {
+        gray[i] = m[i * 3];
+    }
+    ldm_image_destroy(canvas);
+    ldm_image_destroy(mimg);
+    png_io_image_free(init);
+    *init = (png_io_image){.width = w, .height = h, .channels = 3, .data = rgb};
+    *mask = (png_io_image){.width = w, .height = h, .channels = 1, .data = gray};
+    return 0;
+}
+
+/* The inpaint mask: a PNG of the image's size, or made by --outpaint. */
+static int read_mask(const txt2img_options *o, png_io_image *init, png_io_image *mask)
+{
+    if (o->outpaint != NULL) {
+        return prepare_outpaint(o, init, mask);
+    }
+    char err[512];
+    if (png_io_read_gray(o->mask, mask, err, sizeof err) != 0) {
+        cli_error("%s", err);
+        return -1;
+    }
+    if (mask->width != init->width || mask->height != init->height) {
+        cli_error("the mask %s is %dx%d, the image %dx%d: they must be the same size", o->mask,
+                  mask->width, mask->height, init->width, init->height);
+        png_io_image_free(mask);
+        return -1;
+    }
+    return 0;
+}
+
+/* txt2img, img2img and inpaint: argv[0] names the command. */
+static int cmd_generate(int argc, char **argv)
 {
     txt2img_options o;
-    cli_result parsed = txt2img_parse(argc, argv, &o);
+    int img2img = strcmp(argv[0], "img2img") == 0;
+    int inpaint = strcmp(argv[0], "inpaint") == 0;
+    cli_result parsed = img2img   ? img2img_parse(argc, argv, &o)
+                        : inpaint ? inpaint_parse(argc, argv, &o)
+                                  : txt2img_parse(argc, argv, &o);
     if (parsed != CLI_RUN) {
         return parsed == CLI_HELP ? LDM_EXIT_OK : LDM_EXIT_USAGE;
     }
@@ -393,6 +533,28 @@ static int cmd_txt2img(int argc, char **argv)
     if (check_output_dir(o.output) != 0) {
         return LDM_EXIT_FAILURE;
     }
+    /* The init image is read (and its size checked) before the slow model load. */
+    png_io_image init = {0}, mask = {0};
+    if (img2img || inpaint) {
+        char err[512];
+        if (png_io_read_rgb(o.init_image, &init, err, sizeof err) != 0) {
+            cli_error("%s", err);
+            return LDM_EXIT_FAILURE;
+        }
+        if (inpaint && read_mask(&o, &init, &mask) != 0) {
+            png_io_image_free(&init);
+            return LDM_EXIT_FAILURE;
+        }
+        if (init.width % 8 != 0 || init.height % 8 != 0) {
+            cli_error("%s is %dx%d: %s needs a width and height that are multiples of 8",
+                      o.init_image, init.width, init.height, argv[0]);
+            png_io_image_free(&init);
+            png_io_image_free(&mask);
+            return LDM_EXIT_FAILURE;
+        }
+        o.width = init.width;
+        o.height = init.height;
+    }
 
     install_sigint();
     progress bar;
@@ -402,6 +564,8 @@ static int cmd_txt2img(int argc, char **argv)
     int rc;
     ldm_status st = open_context(o.backend, o.threads, o.verbose, &bar, &ctx);
     if (st != LDM_OK) {
+        png_io_image_free(&init);
+        png_io_image_free(&mask);
         return library_failure(st, "cannot create a context");
     }
     atomic_store(&g_cancel_ctx, ctx);
@@ -414,18 +578,183 @@ static int cmd_txt2img(int argc, char **argv)
     } else if (st != LDM_OK) {
         rc = library_failure(st, "cannot load the model");
     } else {
-        rc = generate(ctx, model, &o, sampler, &bar);
+        rc = generate(ctx, model, &o, sampler, img2img || inpaint ? &init : NULL,
+                      inpaint ? &mask : NULL, &bar);
     }
 
     unpublish_context(); /* a late Ctrl-C must not reach a destroyed context */
     ldm_model_destroy(model);
     ldm_context_destroy(ctx);
+    png_io_image_free(&init);
+    png_io_image_free(&mask);
+    return rc;
+}
+
+/* ---------------------------------------------------------------------------------------------
+ * upscale
+ * ------------------------------------------------------------------------------------------- */
+
+static int cmd_upscale(int argc, char **argv)
+{
+    upscale_options o;
+    cli_result parsed = upscale_parse(argc, argv, &o);
+    if (parsed != CLI_RUN) {
+        return parsed == CLI_HELP ? LDM_EXIT_OK : LDM_EXIT_USAGE;
+    }
+    char sampler[64];
+    if (check_sampler(o.sampler, sampler, sizeof sampler) != 0) {
+        return LDM_EXIT_USAGE;
+    }
+    if (check_output_dir(o.output) != 0) {
+        return LDM_EXIT_FAILURE;
+    }
+    png_io_image low = {0};
+    char err[512];
+    if (png_io_read_rgb(o.input, &low, err, sizeof err) != 0) {
+        cli_error("%s", err);
+        return LDM_EXIT_FAILURE;
+    }
+    install_sigint();
+    progress bar;
+    progress_init(&bar, stderr, 1);
+    ldm_context *ctx = NULL;
+    ldm_model *model = NULL;
+    ldm_image *high = NULL;
+    int rc = LDM_EXIT_OK;
+    ldm_status st = open_context(o.backend, o.threads, o.verbose, &bar, &ctx);
+    if (st != LDM_OK) {
+        png_io_image_free(&low);
+        return library_failure(st, "cannot create a context");
+    }
+    atomic_store(&g_cancel_ctx, ctx);
+    if (!g_interrupted) {
+        st = load_model(ctx, o.model, o.config, o.prediction, o.verbose, &model);
+    }
+    if (!g_interrupted && st == LDM_OK) {
+        ldm_upscale_params p;
+        ldm_upscale_params_init(&p);
+        p.image = low.data;
+        p.width = low.width;
+        p.height = low.height;
+        p.stride = (size_t)low.width * 3;
+        p.prompt = o.prompt;
+        p.negative_prompt = o.negative_prompt;
+        p.steps = o.steps;
+        p.cfg_scale = o.cfg_scale;
+        p.noise_level = o.noise_level;
+        p.sampler = sampler;
+        p.scheduler = cli_scheduler_name(o.scheduler);
+        p.eta = o.eta;
+        p.seed = o.seed.value;
+        p.random_seed = o.seed.random;
+        p.rng = o.rng;
+        p.tile = o.tile;
+        p.tile_overlap = o.tile_overlap;
+        p.progress = on_progress;
+        p.user_data = &bar;
+        double t0 = progress_now();
+        st = ldm_upscale(ctx, model, &p, &high);
+        progress_break(&bar);
+        if (st == LDM_OK && o.verbose) {
+            fprintf(stderr, "ldm: upscaled %dx%d to %dx%d in %.1fs\n", low.width, low.height, ldm_image_width(high),
+                    ldm_image_height(high), progress_now() - t0);
+        }
+    }
+    if (g_interrupted) {
+        rc = interrupted_exit();
+    } else if (st != LDM_OK) {
+        rc = library_failure(st, model == NULL ? "cannot load the model" : "upscaling failed");
+    } else {
+        char software[64];
+        snprintf(software, sizeof software, "libldm %s", ldm_version());
+        png_io_text texts[] = {{"Software", software}};
+        if (png_io_write_rgb(o.output, ldm_image_data(high), ldm_image_width(high), ldm_image_height(high),
+                             ldm_image_stride(high), texts, 1, err, sizeof err) != 0) {
+            cli_error("%s", err);
+            rc = LDM_EXIT_FAILURE;
+        } else {
+            fprintf(stderr, "ldm: wrote %s (%dx%d, seed %llu)\n", o.output, ldm_image_width(high),
+                    ldm_image_height(high), (unsigned long long)ldm_image_seed(high));
+        }
+    }
+    unpublish_context();
+    ldm_image_destroy(high);
+    ldm_model_destroy(model);
+    ldm_context_destroy(ctx);
+    png_io_image_free(&low);
     return rc;
 }
 
 /* ---------------------------------------------------------------------------------------------
  * info
  * ------------------------------------------------------------------------------------------- */
+
+/* "1,234,567" */
+static void group_digits(int64_t v, char *buf, size_t size)
+{
+    char raw[32];
+    snprintf(raw, sizeof raw, "%lld", (long long)v);
+    size_t len = strlen(raw), j = 0;
+    for (size_t i = 0; i < len && j + 2 < size; i++) {
+        if (i > 0 && raw[i - 1] != '-' && (len - i) % 3 == 0) {
+            buf[j++] = ',';
+        }
+        buf[j++] = raw[i];
+    }
+    buf[j] = '\0';
+}
+
+static void print_component(const char *name, const ldm_component_info *c)
+{
+    char params[40];
+    group_digits(c->params, params, sizeof params);
+    printf("  %-14s %15s params  %9.1f MiB  %s\n", name, params, (double)c->bytes / (1024.0 * 1024.0),
+           c->params ? c->dtype : "-");
+}
+
+static void print_model_info(const char *path, const ldm_model_info *info, const char *backend)
+{
+    static const char *const family_names[][2] = {
+        {"sd1", "Stable Diffusion 1.x"},
+        {"sd2", "Stable Diffusion 2.x"},
+        {"ldm-sr", "LDM 4x super-resolution, VQ-f4 (ldm upscale)"},
+        {"x4-upscaler", "Stable Diffusion x4 upscaler (ldm upscale)"},
+        {"ldm-txt2img", "LDM-KL-8-G text-to-image, BERT text encoder"}};
+    const char *family = info->family;
+    for (size_t i = 0; i < sizeof family_names / sizeof family_names[0]; i++) {
+        if (strcmp(family_names[i][0], info->family) == 0) {
+            family = family_names[i][1];
+        }
+    }
+    printf("model:           %s\n", path);
+    printf("family:          %s (%s)%s\n", info->family, family,
+           info->inpainting ? ", inpainting" : "");
+    printf("prediction:      %s (%s)\n", info->prediction == LDM_PREDICTION_V ? "v" : "eps",
+           info->prediction_source);
+    printf("unet input:      %d channels%s\n", info->unet_in_channels,
+           info->inpainting ? " (latent + mask + masked-image latent)" : "");
+    printf("latent channels: %d\n", info->latent_channels);
+    printf("downscale:       %d\n", info->downscale);
+    printf("scale factor:    %g\n", (double)info->scale_factor);
+    if (strcmp(info->text_encoder, "none") == 0) {
+        printf("text encoder:    none (conditioned on the low-res image)\n");
+    } else if (strcmp(info->text_encoder, "bert") == 0) {
+        printf("text encoder:    BERT (x-transformers), %d layers, width %d\n", info->text_layers,
+               info->context_dim);
+    } else {
+        printf("text encoder:    %s, %d layers, width %d, default clip skip %d\n",
+               strcmp(info->text_encoder, "openclip") == 0 ? "OpenCLIP" : "CLIP", info->text_layers,
+               info->context_dim, info->clip_skip_default);
+    }
+    printf("first stage:     %s\n",
+           strcmp(info->first_stage, "vq") == 0 ? "VQ (vector-quantised)" : "KL (AutoencoderKL)");
+    printf("components:\n");
+    print_component("unet", &info->unet);
+    print_component("vae", &info->vae);
+    print_component("text encoder", &info->text);
+    print_component("other", &info->other);
+    printf("backend:         %s\n", backend);
+}
 
 static int cmd_info(int argc, char **argv)
 {
@@ -447,11 +776,14 @@ static int cmd_info(int argc, char **argv)
     if (st != LDM_OK) {
         rc = library_failure(st, "cannot load the model");
     } else {
-        printf("model:           %s\n", o.model);
-        printf("family:          %s\n", ldm_model_family(model));
-        printf("latent channels: %d\n", ldm_model_latent_channels(model));
-        printf("downscale:       %d\n", ldm_model_downscale(model));
-        printf("backend:         %s\n", ldm_context_backend_name(ctx));
+        ldm_model_info info;
+        info.struct_size = sizeof info;
+        st = ldm_model_get_info(model, &info);
+        if (st != LDM_OK) {
+            rc = library_failure(st, "cannot describe the model");
+        } else {
+            print_model_info(o.model, &info, ldm_context_backend_name(ctx));
+        }
     }
     ldm_model_destroy(model);
     ldm_context_destroy(ctx);
@@ -470,7 +802,10 @@ typedef struct subcommand {
 } subcommand;
 
 static const subcommand subcommands[] = {
-    {"txt2img", cmd_txt2img},
+    {"txt2img", cmd_generate},
+    {"img2img", cmd_generate},
+    {"inpaint", cmd_generate},
+    {"upscale", cmd_upscale},
     {"info", cmd_info},
     {"help", cmd_help},
 };
@@ -515,6 +850,38 @@ int main(int argc, char **argv)
     }
     if (strcmp(first, "--version") == 0 || strcmp(first, "-V") == 0) {
         printf("ldm %s\n", ldm_version());
+        return LDM_EXIT_OK;
+    }
+    /* One canonical name per line, from the library (aliases such as euler_a also work). */
+    if (strcmp(first, "--list-samplers") == 0) {
+        const char *const *names = ldm_sampler_list();
+        for (size_t i = 0; names != NULL && names[i] != NULL; i++) {
+            printf("%s\n", names[i]);
+        }
+        return LDM_EXIT_OK;
+    }
+    /* The Vulkan devices, numbered as ldm_context_params.device_index counts them. */
+    if (strcmp(first, "--list-devices") == 0) {
+        int32_t count = 0;
+        if (ldm_device_count(&count) != LDM_OK) {
+            fprintf(stderr, "ldm: error: %s\n", ldm_last_error());
+            return LDM_EXIT_FAILURE;
+        }
+        static const char *const kinds[] = {"other", "integrated GPU", "discrete GPU", "virtual GPU", "CPU"};
+        for (int32_t i = 0; i < count; i++) {
+            ldm_device_info d = {.struct_size = sizeof d};
+            if (ldm_device_get(i, &d) != LDM_OK) {
+                fprintf(stderr, "ldm: error: %s\n", ldm_last_error());
+                return LDM_EXIT_FAILURE;
+            }
+            printf("%d: %s (%s, %llu MiB)%s%s\n", (int)i, d.name,
+                   d.type >= 0 && d.type <= 4 ? kinds[d.type] : "other",
+                   (unsigned long long)(d.memory_bytes >> 20), d.preferred ? " [default for --backend vulkan]" : "",
+                   d.usable ? "" : " [not usable]");
+        }
+        if (count == 0) {
+            printf("no Vulkan devices\n");
+        }
         return LDM_EXIT_OK;
     }
     const subcommand *sub = find_subcommand(first);

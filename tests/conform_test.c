@@ -4,7 +4,8 @@
  *  2. runs `ldm-conform MODEL INPUTS OUT`;
  *  3. checks the required outputs exist and every tensor shared by OUT and CASE is within the
  *     tolerance rule of shared/golden/CONFORM.md for its name.
- * usage: conform_test LDM_CONFORM MODEL CASE SCRATCH_DIR */
+ * usage: conform_test LDM_CONFORM MODEL CASE SCRATCH_DIR [BACKEND]
+ * (BACKEND, e.g. vulkan, is passed on as --backend and names the scratch files.) */
 #include "core/safetensors.h"
 
 #include <math.h>
@@ -45,8 +46,12 @@ static bool is_input(const char *kind, const char *name) {
     return false;
 }
 
-static const char *const *required(const char *kind) {
+static const char *const *required(const char *kind, const char *model) {
     static const char *const te[] = {"last_hidden_state", NULL};
+    /* OpenCLIP models (B, E): the SD 2.x context is the required output. */
+    static const char *const te_openclip[] = {"penultimate_ln", NULL};
+    if (strcmp(kind, "text_encoder") == 0 && (strcmp(model, "sd2-tiny") == 0 || strcmp(model, "x4-upscaler-tiny") == 0))
+        return te_openclip;
     static const char *const unet[] = {"out", NULL};
     static const char *const venc[] = {"mean", "logvar", "latent_scaled", NULL};
     static const char *const vdec[] = {"image", NULL};
@@ -145,8 +150,8 @@ static bool compare(const char *kind, const st_tensor *out, const st_tensor *ref
 }
 
 int main(int argc, char **argv) {
-    if (argc != 5) {
-        fprintf(stderr, "usage: conform_test LDM_CONFORM MODEL CASE SCRATCH_DIR\n");
+    if (argc != 5 && argc != 6) {
+        fprintf(stderr, "usage: conform_test LDM_CONFORM MODEL CASE SCRATCH_DIR [BACKEND]\n");
         return 2;
     }
     const char *runner = argv[1], *model = argv[2], *case_path = argv[3], *dir = argv[4];
@@ -162,8 +167,11 @@ int main(int argc, char **argv) {
     }
     /* 1. inputs-only copy */
     char in_path[4096], out_path[4096];
-    snprintf(in_path, sizeof in_path, "%s/%s-%s.inputs.safetensors", dir, model_name, kind);
-    snprintf(out_path, sizeof out_path, "%s/%s-%s.out.safetensors", dir, model_name, kind);
+    const char *backend = argc == 6 ? argv[5] : NULL;
+    snprintf(in_path, sizeof in_path, "%s/%s-%s%s%s.inputs.safetensors", dir, model_name, kind, backend ? "-" : "",
+             backend ? backend : "");
+    snprintf(out_path, sizeof out_path, "%s/%s-%s%s%s.out.safetensors", dir, model_name, kind, backend ? "-" : "",
+             backend ? backend : "");
     st_writer *w = st_writer_new();
     static const char *const meta_keys[] = {"model", "case", "set", "prompt", "negative_prompt", "guidance_scale", "steps",
                                             "strength", "eta", "noise_level", "parameterization", "prompts", "dtype", NULL};
@@ -181,7 +189,8 @@ int main(int argc, char **argv) {
     unlink(out_path);
     /* 2. run */
     char cmd[16384];
-    snprintf(cmd, sizeof cmd, "'%s' '%s' '%s' '%s' </dev/null", runner, model, in_path, out_path);
+    snprintf(cmd, sizeof cmd, "'%s' '%s' '%s' '%s'%s%s </dev/null", runner, model, in_path, out_path,
+             backend ? " --backend " : "", backend ? backend : "");
     int rc = system(cmd);
     if (rc != 0) {
         printf("FAIL %s/%s: ldm-conform exited with status %d\n", model_name, kind, rc);
@@ -194,7 +203,7 @@ int main(int argc, char **argv) {
     }
     /* 3. compare */
     bool ok = true;
-    for (const char *const *r = required(kind); *r; r++) {
+    for (const char *const *r = required(kind, model_name); *r; r++) {
         if (!st_find(out, *r)) {
             printf("  FAIL required output '%s' missing\n", *r);
             ok = false;

@@ -68,9 +68,12 @@ expect_status 0 -V && stdout_has "ldm $VERSION"
 
 expect_status 0 --help && {
     stdout_has 'ldm txt2img'
+    stdout_has 'ldm img2img'
+    stdout_has 'ldm inpaint'
     stdout_has 'ldm info'
+    stdout_has '--list-samplers'
     # Subcommands the library cannot run yet must not be advertised.
-    for absent in img2img inpaint upscale; do
+    for absent in upscale; do
         ! grep -q "$absent" "$TMP/out" || fail "--help mentions unsupported '$absent'"
     done
 }
@@ -84,6 +87,29 @@ expect_status 0 txt2img --help && {
     stdout_has 'euler' # the sampler list comes from the library
 }
 expect_status 0 txt2img -m x -h && stdout_has 'usage: ldm txt2img'
+stdout_has '--sampling-method'
+expect_status 0 img2img --help && {
+    for opt in --model --init-img --strength --prompt --steps --sampler --sampling-method \
+        --scheduler --seed --rng --batch-count --output; do
+        stdout_has "$opt"
+    done
+    stdout_has 'default: 0.75'
+    ! grep -q -e '--width' "$TMP/out" || fail "img2img --help offers --width (the size is the init image's)"
+}
+# The sampler names come from the library, one per line.
+expect_status 0 --list-samplers && {
+    stdout_has 'euler_ancestral'
+    stdout_has 'ddim'
+    [ "$(wc -l <"$TMP/out")" -ge 7 ] || fail "--list-samplers printed $(wc -l <"$TMP/out") names"
+}
+expect_status 0 inpaint --help && {
+    for opt in --model --init-img --mask --outpaint --overlap --mask-blur --fill --no-composite \
+        --strength --prompt --steps --sampler --seed --clip-skip --prediction --output; do
+        stdout_has "$opt"
+    done
+    stdout_has 'latent-noise'
+    ! grep -q -e '--width' "$TMP/out" || fail "inpaint --help offers --width (the size is the image's)"
+}
 expect_status 0 info --help && stdout_has 'usage: ldm info'
 expect_status 0 help txt2img && stdout_has 'usage: ldm txt2img'
 
@@ -124,6 +150,21 @@ expect_usage_error txt2img -m "$M" -p cat --backend metal
 expect_usage_error txt2img -m "$M" -p cat --prediction x
 expect_usage_error txt2img -m "$M" -p cat --sampler no-such-sampler
 expect_usage_error txt2img -m "$M" -p cat -t -1
+expect_usage_error txt2img -m "$M" -p cat --sampling-method no-such-sampler
+expect_usage_error img2img -m "$M" -p cat                  # no -i
+expect_usage_error img2img -m "$M" -i x.png                # no -p
+for bad in 1.5 -0.1 abc nan ""; do
+    expect_usage_error img2img -m "$M" -i x.png -p cat --strength "$bad"
+done
+expect_usage_error img2img -m "$M" -i x.png -p cat -W 64   # the size is the init image's
+expect_usage_error img2img -m "$M" -i x.png -p cat --sampler no-such-sampler
+expect_usage_error inpaint -m "$M" -i x.png -p cat                       # no --mask / --outpaint
+expect_usage_error inpaint -m "$M" -i x.png -p cat --mask m.png --outpaint 8
+for bad in abc 1,2 1,2,3,4,5 -8 8,-8,0,0 "" 99999; do
+    expect_usage_error inpaint -m "$M" -i x.png -p cat --outpaint "$bad"
+done
+expect_usage_error inpaint -m "$M" -i x.png -p cat --mask m.png --fill blur
+expect_usage_error inpaint -m "$M" -i x.png -p cat --mask m.png --mask-blur -1
 
 # --- failures after parsing: exit 1 -------------------------------------------------------------
 # These parse, so they also prove the values above the error cases are accepted: the largest
@@ -133,6 +174,13 @@ expect_failure 'LDM_ERR_' txt2img -m "$M" -p cat --backend cpu --seed 1844674407
 expect_failure 'LDM_ERR_' txt2img -m "$M" -p cat --backend cpu --seed -1 -W512 --height=768 \
     --scheduler Karras --rng CPU --cfg-scale 1 --eta 0.5 --clip-skip 2 -vv -o "$OUT"
 expect_failure 'LDM_ERR_' info --backend cpu "$M"
+# Peer spellings parse: --sampling-method with an alias, every scheduler name.
+for sch in discrete karras exponential simple sgm_uniform; do
+    expect_failure 'LDM_ERR_' txt2img -m "$M" -p cat --backend cpu --sampling-method euler_a \
+        --scheduler "$sch" -o "$OUT"
+done
+# img2img: an unreadable init image fails before the model is loaded.
+expect_failure "$TMP/none.png" img2img -m "$M" -i "$TMP/none.png" -p cat --strength 0.5 -o "$OUT"
 printf 'this is not a safetensors file' >"$TMP/garbage.safetensors"
 expect_failure 'LDM_ERR_' info --backend cpu "$TMP/garbage.safetensors"
 expect_failure 'LDM_ERR_' txt2img -m "$TMP/garbage.safetensors" -p cat --backend cpu -o "$OUT"
@@ -178,6 +226,7 @@ test_interrupt() {
 if [ -n "$MODEL" ] && [ -f "$MODEL" ]; then
     if expect_status 0 info "$MODEL"; then
         stdout_has 'family:          sd1'
+        stdout_has 'prediction:      eps (family default)'
         stdout_has 'latent channels: 4'
         stdout_has 'downscale:       8'
     fi
@@ -203,6 +252,30 @@ Steps: 1, Sampler: euler, CFG scale: 7.5, Seed: 7, Size: 32x32, Model: sd1-tiny,
     if expect_status 0 txt2img -m "$MODEL" -p "a red cube" -n blurry -W 32 -H 32 --steps 1 \
         --seed 8 --backend cpu -t 2 -o "$TMP/eight.png"; then
         cmp -s "$TMP/gen_1.png" "$TMP/eight.png" || fail "batch item 1 of seed 7 differs from seed 8"
+    fi
+    # img2img from the first image: the output has its size, the PNG records the strength, and
+    # batch item 1 of seed 7 equals seed 8 alone.
+    if expect_status 0 img2img -m "$MODEL" -i "$G" -p "a blue cube" --strength 0.5 --steps 2 \
+        --sampling-method euler_a --rng cpu --seed 7 --batch-count 2 --backend cpu -t 2 \
+        -o "$TMP/i2i.png"; then
+        grep -q 'step 1/1' "$TMP/err" || fail "img2img: no progress line for int(0.5 * 2) = 1 step"
+        file_has "$TMP/i2i.png" "Steps: 2, Sampler: euler_ancestral, CFG scale: 7.5, Seed: 7, Size: 32x32, Model: sd1-tiny, Denoising strength: 0.5, RNG: cpu"
+        if expect_status 0 img2img -m "$MODEL" -i "$G" -p "a blue cube" --strength 0.5 \
+            --steps 2 --sampler euler_a --rng cpu --seed 8 --backend cpu -t 2 -o "$TMP/i2i8.png"; then
+            cmp -s "$TMP/i2i_1.png" "$TMP/i2i8.png" || fail "img2img batch item 1 of seed 7 differs from seed 8"
+        fi
+    fi
+    # inpaint: the image as its own mask (same size), and outpainting 32x32 by 32 pixels on the
+    # left (the canvas grows to 64x64: multiples of 64); a mask of another size is refused.
+    if expect_status 0 inpaint -m "$MODEL" -i "$G" --mask "$G" -p "a door" --steps 1 --seed 3 \
+        --fill latent-noise --backend cpu -t 2 -o "$TMP/inp.png"; then
+        file_has "$TMP/inp.png" "Steps: 1, Sampler: euler, CFG scale: 7.5, Seed: 3, Size: 32x32, Model: sd1-tiny, Denoising strength: 1, Mask blur: 4, RNG: cuda"
+    fi
+    if expect_status 0 inpaint -m "$MODEL" -i "$G" --outpaint 32,0,0,0 -p "a door" --steps 1 \
+        --backend cpu -t 2 -o "$TMP/outp.png"; then
+        file_has "$TMP/outp.png" "Size: 64x64"
+        expect_failure 'same size' inpaint -m "$MODEL" -i "$G" --mask "$TMP/outp.png" -p x \
+            --backend cpu -o "$TMP/never.png"
     fi
     # A random seed is reported, and recorded in the PNG.
     if expect_status 0 txt2img -m "$MODEL" -p cube -W 32 -H 32 --steps 1 --seed -1 \

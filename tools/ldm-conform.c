@@ -140,9 +140,13 @@ static ldm_status run_text_encoder(ldm_context *ctx, ldm_model *m, case_file *c,
     }
     ldm_exec ex;
     ctx_begin(ctx, &ex);
-    if (!st) st = clip_text_forward(&ex, m, ids, n, 0, out, hidden);
+    /* clip_skip 1: the last layer + final norm (last_hidden_state) and every hidden state. */
+    if (!st) st = clip_text_forward(&ex, m, ids, n, 1, out, hidden);
     if (!st) st = add_f32(w, "last_hidden_state", 3, (int64_t[]){n, 77, W}, out);
     if (!st) st = add_f32(w, "hidden_states", 4, (int64_t[]){L + 1, n, 77, W}, hidden);
+    /* OpenCLIP models (SD 2.x): the context is ln_final of the penultimate layer (README 5.1). */
+    if (!st && m->clip.kind == CLIP_KIND_OPENCLIP) st = clip_text_forward(&ex, m, ids, n, 2, out, NULL);
+    if (!st && m->clip.kind == CLIP_KIND_OPENCLIP) st = add_f32(w, "penultimate_ln", 3, (int64_t[]){n, 77, W}, out);
     free(ids);
     free(out);
     free(hidden);
@@ -159,8 +163,28 @@ static ldm_status run_unet(ldm_context *ctx, ldm_model *m, case_file *c, st_writ
     int32_t n = (int32_t)xt->shape[0], h = (int32_t)xt->shape[2], wd = (int32_t)xt->shape[3];
     float *out = malloc((size_t)n * m->unet.out_channels * h * wd * sizeof *out);
     if (!st && !out) st = ldm_fail(LDM_ERR_NO_MEMORY, "out of memory");
-    if (!st && xt->shape[1] != m->unet.in_channels)
-        st = ldm_fail(LDM_ERR_FORMAT, "x has %lld channels, the UNet takes %d", (long long)xt->shape[1], m->unet.in_channels);
+    /* Inpainting (C): unet_input = cat([x, c_concat], 1), the order LatentInpaintDiffusion uses. */
+    const st_tensor *cct = st_find(c->f, "c_concat");
+    int64_t xc = xt->shape[1], cc = cct ? cct->shape[1] : 0;
+    if (!st && cct && (cct->ndim != 4 || cct->shape[0] != n || cct->shape[2] != h || cct->shape[3] != wd))
+        st = ldm_fail(LDM_ERR_FORMAT, "c_concat must be [%d, C, %d, %d]", n, h, wd);
+    if (!st && xc + cc != m->unet.in_channels)
+        st = ldm_fail(LDM_ERR_FORMAT, "x (+ c_concat) has %lld channels, the UNet takes %d", (long long)(xc + cc),
+                      m->unet.in_channels);
+    if (!st && cct) {
+        float *ccd = input_f32(c, "c_concat", &st);
+        float *cat = malloc((size_t)n * (xc + cc) * h * wd * sizeof *cat);
+        size_t plane = (size_t)h * wd;
+        if (!st && !cat) st = ldm_fail(LDM_ERR_NO_MEMORY, "out of memory");
+        for (int b = 0; !st && b < n; b++) {
+            memcpy(cat + b * (xc + cc) * plane, x + b * xc * plane, xc * plane * sizeof *cat);
+            memcpy(cat + (b * (xc + cc) + xc) * plane, ccd + b * cc * plane, cc * plane * sizeof *cat);
+        }
+        free(ccd);
+        free(x);
+        x = cat;
+        if (!st) st = add_f32(w, "unet_input", 4, (int64_t[]){n, xc + cc, h, wd}, x);
+    }
     ldm_exec ex;
     ctx_begin(ctx, &ex);
     if (!st) st = unet_forward(&ex, m, n, h, wd, x, t, (int32_t)ct->shape[1], cx, out);
@@ -251,13 +275,20 @@ static ldm_status run_txt2img(ldm_context *ctx, ldm_model *m, case_file *c, st_w
     const char *kind = c->kind + strlen("txt2img_");
     char sampler_name[64];
     snprintf(sampler_name, sizeof sampler_name, "%s", kind);
+    /* A "_<scheduler>" suffix (txt2img_dpmpp_2m_karras, ..._exponential, ...) picks the schedule. */
     ldm_scheduler_kind sched = LDM_SCHED_DISCRETE;
-    char *k = strstr(sampler_name, "_karras");
-    if (k && k[7] == '\0') {
-        *k = '\0';
-        sched = LDM_SCHED_KARRAS;
+    for (int sk = 1; sk < LDM_SCHED_COUNT; sk++) {
+        const char *sn = schedule_name((ldm_scheduler_kind)sk);
+        size_t ln = strlen(sampler_name), ls = strlen(sn);
+        if (ln > ls + 1 && sampler_name[ln - ls - 1] == '_' && strcmp(sampler_name + ln - ls, sn) == 0) {
+            sampler_name[ln - ls - 1] = '\0';
+            sched = (ldm_scheduler_kind)sk;
+            break;
+        }
     }
-    if (strncmp(sampler_name, "v_", 2) == 0) return ldm_fail(LDM_ERR_UNSUPPORTED, "v-prediction cases are not supported yet");
+    /* txt2img_v_<sampler>: a v-prediction model (the prediction type itself comes from the
+     * case's parameterization or the model's json, applied in main()). */
+    if (strncmp(sampler_name, "v_", 2) == 0) memmove(sampler_name, sampler_name + 2, strlen(sampler_name + 2) + 1);
     const ldm_sampler_def *def = sampler_find(sampler_name);
     if (!def) return ldm_fail(LDM_ERR_UNSUPPORTED, "sampler '%s' is not implemented", sampler_name);
     const st_tensor *xt = input(c, "x_T", &st);
@@ -318,6 +349,180 @@ static ldm_status run_txt2img(ldm_context *ctx, ldm_model *m, case_file *c, st_w
     free(image);
     return st;
 }
+
+/* img2img_<sampler> (README 5.5): init_image -> posterior sample with posterior_noise ->
+ * init_latent; encode_noise is draw 0 (the noise added to the init latent). */
+static ldm_status run_img2img(ldm_context *ctx, ldm_model *m, case_file *c, st_writer *w) {
+    ldm_status st = LDM_OK;
+    const char *sampler_name = c->kind + strlen("img2img_");
+    const ldm_sampler_def *def = sampler_find(sampler_name);
+    if (!def) return ldm_fail(LDM_ERR_UNSUPPORTED, "sampler '%s' is not implemented", sampler_name);
+    const st_tensor *it = input(c, "init_image", &st);
+    if (st) return st;
+    if (it->ndim != 4 || it->shape[0] != 1 || it->shape[1] != 3) return ldm_fail(LDM_ERR_FORMAT, "init_image must be [1, 3, H, W]");
+    int32_t H = (int32_t)it->shape[2], Wd = (int32_t)it->shape[3], f = m->downscale, h = H / f, wd = Wd / f;
+    size_t lat = (size_t)m->latent_channels * h * wd;
+    float *init = input_f32(c, "init_image", &st), *pnoise = input_f32(c, "posterior_noise", &st);
+    float *enoise = input_f32(c, "encode_noise", &st);
+    const st_tensor *pt = st_find(c->f, "posterior_noise"), *et = st_find(c->f, "encode_noise");
+    if (!st && (st_numel(pt) != lat || st_numel(et) != lat))
+        st = ldm_fail(LDM_ERR_FORMAT, "posterior_noise and encode_noise must be [1, %d, %d, %d]", m->latent_channels, h, wd);
+    const st_tensor *nt = st_find(c->f, "noises");
+    float *noises = NULL;
+    if (nt && !st) st = st_read_f32(nt, &noises);
+    float eta = strcmp(def->name, "euler_ancestral") == 0 ? 1.0f : 0.0f;
+    if (st_meta(c->f, "eta")) eta = strtof(st_meta(c->f, "eta"), NULL);
+    trace_set ts = {0};
+    ldm_gen g = {.prompt = meta_or(c, "prompt", ""), .negative_prompt = meta_or(c, "negative_prompt", ""),
+                 .width = Wd, .height = H, .steps = atoi(meta_or(c, "steps", "0")),
+                 .cfg_scale = strtof(meta_or(c, "guidance_scale", "1"), NULL), .sampler = def,
+                 .scheduler = LDM_SCHED_DISCRETE, .eta = eta, .x_T = enoise, .noises = noises,
+                 .n_noises = noises ? (int32_t)(st_numel(nt) / lat) : 0, .trace = trace_cb, .trace_user = &ts,
+                 .init_image = init, .strength = strtod(meta_or(c, "strength", "0.75"), NULL),
+                 .posterior_noise = pnoise};
+    float *latent = malloc(lat * sizeof *latent), *image = malloc((size_t)3 * H * Wd * sizeof *image);
+    g.latent_final = latent;
+    g.image = image;
+    if (!st && (!latent || !image)) st = ldm_fail(LDM_ERR_NO_MEMORY, "out of memory");
+    if (!st) st = pipeline_img2img(ctx, m, &g);
+    int64_t ls[4] = {1, m->latent_channels, h, wd};
+    int batch = g.cfg_scale == 1.0f ? 1 : 2;
+    int64_t ctxs[3] = {1, 77, m->unet.context_dim}, ids[2] = {1, 77}, b2[4] = {batch, m->latent_channels, h, wd};
+    if (!st) st = add_f32(w, "latent_final", 4, ls, latent);
+    if (!st) st = add_f32(w, "image", 4, (int64_t[]){1, 3, H, Wd}, image);
+    const char *lat_names[] = {"posterior_mean", "posterior_std", "init_latent", "z_enc", "x_init"};
+    for (int i = 0; i < 5 && !st; i++) st = put_trace(w, &ts, lat_names[i], false, 4, ls, false);
+    if (!st) st = put_trace(w, &ts, "t_enc", false, 1, (int64_t[]){1}, true);
+    if (!st) st = put_trace(w, &ts, "x_steps", true, 4, ls, false);
+    if (!st) st = put_trace(w, &ts, "pred_x0_steps", true, 4, ls, false);
+    if (!st) st = put_trace(w, &ts, "denoised_steps", true, 4, ls, false);
+    if (!st) st = put_trace(w, &ts, "unet_in_x", true, 4, b2, false);
+    if (!st) st = put_trace(w, &ts, "unet_out", true, 4, b2, false);
+    if (!st) st = put_trace(w, &ts, "unet_in_t", true, 1, (int64_t[]){batch}, false);
+    if (!st) st = put_trace(w, &ts, "context_cond", false, 3, ctxs, false);
+    if (!st) st = put_trace(w, &ts, "context_uncond", false, 3, ctxs, false);
+    if (!st) st = put_trace(w, &ts, "ids_cond", false, 2, ids, true);
+    if (!st) st = put_trace(w, &ts, "ids_uncond", false, 2, ids, true);
+    trace_buf *tb;
+    if (!st && (tb = trace_get(&ts, "sigmas")) && tb->count)
+        st = put_trace(w, &ts, "sigmas", false, 1, (int64_t[]){(int64_t)tb->count}, false);
+    if (!st && (tb = trace_get(&ts, "ddim_timesteps")) && tb->count) {
+        int64_t kk[1] = {(int64_t)tb->count};
+        st = put_trace(w, &ts, "ddim_timesteps", false, 1, kk, true);
+        if (!st) st = put_trace(w, &ts, "ddim_alphas", false, 1, kk, false);
+        if (!st) st = put_trace(w, &ts, "ddim_alphas_prev", false, 1, kk, false);
+        if (!st) st = put_trace(w, &ts, "ddim_sigmas", false, 1, kk, false);
+    }
+    trace_free(&ts);
+    free(init);
+    free(pnoise);
+    free(enoise);
+    free(noises);
+    free(latent);
+    free(image);
+    return st;
+}
+
+/* Writes the per-step, schedule and text traces shared by the sampling kinds. */
+static ldm_status put_sampling_traces(st_writer *w, trace_set *ts, const ldm_model *m, int32_t h, int32_t wd,
+                                      int batch) {
+    ldm_status st = LDM_OK;
+    int64_t ls[4] = {1, m->latent_channels, h, wd}, b2[4] = {batch, m->latent_channels, h, wd};
+    int64_t ctxs[3] = {1, 77, m->unet.context_dim}, ids[2] = {1, 77};
+    if (!st) st = put_trace(w, ts, "x_steps", true, 4, ls, false);
+    if (!st) st = put_trace(w, ts, "pred_x0_steps", true, 4, ls, false);
+    if (!st) st = put_trace(w, ts, "denoised_steps", true, 4, ls, false);
+    if (!st) st = put_trace(w, ts, "x_init", false, 4, ls, false);
+    if (!st) st = put_trace(w, ts, "unet_in_x", true, 4, b2, false);
+    if (!st) st = put_trace(w, ts, "unet_out", true, 4, b2, false);
+    if (!st) st = put_trace(w, ts, "unet_in_t", true, 1, (int64_t[]){batch}, false);
+    if (!st) st = put_trace(w, ts, "context_cond", false, 3, ctxs, false);
+    if (!st) st = put_trace(w, ts, "context_uncond", false, 3, ctxs, false);
+    if (!st) st = put_trace(w, ts, "ids_cond", false, 2, ids, true);
+    if (!st) st = put_trace(w, ts, "ids_uncond", false, 2, ids, true);
+    trace_buf *tb;
+    if (!st && (tb = trace_get(ts, "sigmas")) && tb->count)
+        st = put_trace(w, ts, "sigmas", false, 1, (int64_t[]){(int64_t)tb->count}, false);
+    if (!st && (tb = trace_get(ts, "ddim_timesteps")) && tb->count) {
+        int64_t kk[1] = {(int64_t)tb->count};
+        st = put_trace(w, ts, "ddim_timesteps", false, 1, kk, true);
+        if (!st) st = put_trace(w, ts, "ddim_alphas", false, 1, kk, false);
+        if (!st) st = put_trace(w, ts, "ddim_alphas_prev", false, 1, kk, false);
+        if (!st) st = put_trace(w, ts, "ddim_sigmas", false, 1, kk, false);
+    }
+    return st;
+}
+
+/* inpaint_ddim, inpaint_ddim_eta1, inpaint_euler (README 5.6, runwayml inpaint_st.py): image_in
+ * and mask_u8 / 255 through pipeline_inpaint (no blur, no composite: the raw decoder output),
+ * the masked image encoded with posterior_noise, x_T the start, noises the DDIM eta draws. */
+static ldm_status run_inpaint(ldm_context *ctx, ldm_model *m, case_file *c, st_writer *w) {
+    ldm_status st = LDM_OK;
+    const char *rest = c->kind + strlen("inpaint_");
+    char sampler_name[64];
+    snprintf(sampler_name, sizeof sampler_name, "%s", rest);
+    bool eta1 = false;
+    size_t ln = strlen(sampler_name);
+    if (ln > 5 && strcmp(sampler_name + ln - 5, "_eta1") == 0) {
+        sampler_name[ln - 5] = '\0';
+        eta1 = true;
+    }
+    const ldm_sampler_def *def = sampler_find(sampler_name);
+    if (!def) return ldm_fail(LDM_ERR_UNSUPPORTED, "sampler '%s' is not implemented", sampler_name);
+    const st_tensor *it = input(c, "image_in", &st), *mt = input(c, "mask_u8", &st), *xt = input(c, "x_T", &st);
+    if (st) return st;
+    if (it->ndim != 4 || it->shape[0] != 1 || it->shape[1] != 3) return ldm_fail(LDM_ERR_FORMAT, "image_in must be [1, 3, H, W]");
+    int32_t H = (int32_t)it->shape[2], Wd = (int32_t)it->shape[3], f = m->downscale, h = H / f, wd = Wd / f;
+    size_t plane = (size_t)H * Wd, lat = (size_t)m->latent_channels * h * wd;
+    if (mt->dtype != LDM_DT_U8 || st_numel(mt) != plane) return ldm_fail(LDM_ERR_FORMAT, "mask_u8 must be uint8 [1, 1, %d, %d]", H, Wd);
+    if (st_numel(xt) != lat) return ldm_fail(LDM_ERR_FORMAT, "x_T must be [1, %d, %d, %d]", m->latent_channels, h, wd);
+    float *image = input_f32(c, "image_in", &st), *x_T = input_f32(c, "x_T", &st);
+    const st_tensor *pt = st_find(c->f, "posterior_noise"), *nt = st_find(c->f, "noises");
+    float *pnoise = NULL, *noises = NULL;
+    if (pt && !st) st = st_read_f32(pt, &pnoise);
+    if (nt && !st) st = st_read_f32(nt, &noises);
+    float *mask = malloc(plane * sizeof *mask);
+    if (!st && !mask) st = ldm_fail(LDM_ERR_NO_MEMORY, "out of memory");
+    /* inpaint_st.py: mask = L / 255 (thresholded inside pipeline_inpaint). */
+    for (size_t i = 0; !st && i < plane; i++) mask[i] = (float)((const uint8_t *)mt->data)[i] / 255.0f;
+    float eta = eta1 ? 1.0f : 0.0f;
+    if (st_meta(c->f, "eta")) eta = strtof(st_meta(c->f, "eta"), NULL);
+    trace_set ts = {0};
+    ldm_gen g = {.prompt = meta_or(c, "prompt", ""), .negative_prompt = meta_or(c, "negative_prompt", ""),
+                 .width = Wd, .height = H, .steps = atoi(meta_or(c, "steps", "0")),
+                 .cfg_scale = strtof(meta_or(c, "guidance_scale", "1"), NULL), .sampler = def,
+                 .scheduler = LDM_SCHED_DISCRETE, .eta = eta, .x_T = x_T, .noises = noises,
+                 .n_noises = noises ? (int32_t)(st_numel(nt) / lat) : 0, .trace = trace_cb, .trace_user = &ts,
+                 .init_image = image, .strength = 1.0, .posterior_noise = pnoise, .mask = mask};
+    float *latent = malloc(lat * sizeof *latent), *out_image = malloc((size_t)3 * plane * sizeof *out_image);
+    g.latent_final = latent;
+    g.image = out_image;
+    if (!st && (!latent || !out_image)) st = ldm_fail(LDM_ERR_NO_MEMORY, "out of memory");
+    if (!st) st = pipeline_inpaint(ctx, m, &g);
+    int batch = g.cfg_scale == 1.0f ? 1 : 2;
+    int64_t ls[4] = {1, m->latent_channels, h, wd};
+    if (!st) st = add_f32(w, "latent_final", 4, ls, latent);
+    if (!st) st = add_f32(w, "image", 4, (int64_t[]){1, 3, H, Wd}, out_image);
+    if (!st) st = put_trace(w, &ts, "mask", false, 4, (int64_t[]){1, 1, H, Wd}, false);
+    if (!st) st = put_trace(w, &ts, "masked_image", false, 4, (int64_t[]){1, 3, H, Wd}, false);
+    if (!st) st = put_trace(w, &ts, "mask_latent", false, 4, (int64_t[]){1, 1, h, wd}, false);
+    if (!st) st = put_trace(w, &ts, "masked_image_latent", false, 4, (int64_t[]){1, m->latent_channels, h, wd}, false);
+    if (!st) st = put_trace(w, &ts, "c_concat", false, 4, (int64_t[]){1, m->concat_channels, h, wd}, false);
+    if (!st) st = put_sampling_traces(w, &ts, m, h, wd, batch);
+    trace_free(&ts);
+    free(image);
+    free(x_T);
+    free(pnoise);
+    free(noises);
+    free(mask);
+    free(latent);
+    free(out_image);
+    return st;
+}
+
+/* ldm-sr, x4-upscaler, ldm-txt2img: text_encoder (BERT), unet_* with concat/labels,
+ * vq_encode_decode, noise_augmentation, sr_*, upscale_* (run_paper_case). */
+#include "conform_paper.c"
 
 /* The model's hyper-parameter file lies beside it: X.safetensors -> X.json. */
 static char *config_path_for(const char *model) {
@@ -380,17 +585,23 @@ int main(int argc, char **argv) {
     if (!st) {
         c.kind = st_meta(c.f, "case");
         if (!c.kind) st = ldm_fail(LDM_ERR_FORMAT, "case file has no __metadata__ 'case'");
+        /* CONFORM.md: the case's parameterization, when given, overrides the model's json. */
+        const char *pz = st_meta(c.f, "parameterization");
+        if (!st && pz) m->prediction = strcmp(pz, "v") == 0 ? LDM_PREDICTION_V : LDM_PREDICTION_EPS;
     }
     st_writer *w = st_writer_new();
     if (!st && !w) st = ldm_fail(LDM_ERR_NO_MEMORY, "out of memory");
     if (!st) {
         const char *k = c.kind;
-        if (strcmp(k, "text_encoder") == 0) st = run_text_encoder(ctx, m, &c, w);
+        if (run_paper_case(ctx, m, &c, w, k, &st)) {
+        } else if (strcmp(k, "text_encoder") == 0) st = run_text_encoder(ctx, m, &c, w);
         else if (strncmp(k, "unet_", 5) == 0) st = run_unet(ctx, m, &c, w);
         else if (strcmp(k, "vae_encode") == 0 || strcmp(k, "vae_encode_nonsquare") == 0) st = run_vae_encode(ctx, m, &c, w, false);
         else if (strcmp(k, "vae_taps") == 0) st = run_vae_encode(ctx, m, &c, w, true);
         else if (strcmp(k, "vae_decode") == 0 || strcmp(k, "vae_decode_nonsquare") == 0) st = run_vae_decode(ctx, m, &c, w);
         else if (strncmp(k, "txt2img_", 8) == 0) st = run_txt2img(ctx, m, &c, w);
+        else if (strncmp(k, "img2img_", 8) == 0) st = run_img2img(ctx, m, &c, w);
+        else if (strncmp(k, "inpaint_", 8) == 0) st = run_inpaint(ctx, m, &c, w);
         else st = ldm_fail(LDM_ERR_UNSUPPORTED, "unknown or unsupported case kind '%s'", k);
     }
     if (!st) st = st_writer_save(w, pos[2]);

@@ -87,7 +87,8 @@ LDM_API const char *ldm_last_error(void);
 typedef struct ldm_context ldm_context;
 
 typedef enum ldm_backend_kind {
-    LDM_BACKEND_AUTO = 0,   /* Vulkan when a device exists, else CPU (with one log line) */
+    LDM_BACKEND_AUTO = 0,   /* Vulkan on a GPU when one exists, else CPU (with one log line); a
+                               CPU Vulkan driver (lavapipe) is never picked: the CPU backend is faster */
     LDM_BACKEND_CPU = 1,    /* OpenBLAS */
     LDM_BACKEND_VULKAN = 2, /* LDM_ERR_BACKEND when no device is available */
 } ldm_backend_kind;
@@ -121,13 +122,39 @@ LDM_API const char *ldm_context_backend_name(const ldm_context *ctx);
  * LDM_ERR_CANCELLED. Safe from any thread. The flag is cleared when the next call starts. */
 LDM_API void ldm_context_cancel(ldm_context *ctx);
 
+/* Vulkan compute devices, in the order device_index counts them. */
+typedef enum ldm_device_type {
+    LDM_DEVICE_OTHER = 0,
+    LDM_DEVICE_INTEGRATED_GPU = 1,
+    LDM_DEVICE_DISCRETE_GPU = 2,
+    LDM_DEVICE_VIRTUAL_GPU = 3,
+    LDM_DEVICE_CPU = 4, /* a software implementation such as lavapipe */
+} ldm_device_type;
+
+typedef struct ldm_device_info {
+    size_t struct_size;    /* set by the caller: sizeof(ldm_device_info) */
+    int32_t index;         /* the device_index that selects it */
+    int32_t type;          /* ldm_device_type */
+    char name[256];
+    uint64_t memory_bytes; /* largest device-local memory heap */
+    uint32_t vendor_id, device_id;
+    int32_t preferred;     /* nonzero: LDM_BACKEND_VULKAN with device_index -1 picks this one */
+    int32_t usable;        /* zero: the device lacks something the backend needs */
+} ldm_device_info;
+
+/* Number of Vulkan devices; 0 (and LDM_OK) in a build without Vulkan or without a driver. */
+LDM_API ldm_status ldm_device_count(int32_t *count);
+/* Describes device `index` (0 .. count-1). */
+LDM_API ldm_status ldm_device_get(int32_t index, ldm_device_info *info);
+
 /* ---------------------------------------------------------------------------------------------
  * Model: a checkpoint loaded from a file. Immutable and shareable once loaded.
  * ------------------------------------------------------------------------------------------- */
 typedef struct ldm_model ldm_model;
 
 typedef enum ldm_prediction {
-    LDM_PREDICTION_AUTO = 0, /* the family's default (SD 1.x: eps) or the config file's */
+    LDM_PREDICTION_AUTO = 0, /* the config file's, else the family's (SD 1.x and inpainting: eps;
+                              * SD 2.x: a one-call UNet probe as A1111, docs/model-config.md) */
     LDM_PREDICTION_EPS = 1,
     LDM_PREDICTION_V = 2,
 } ldm_prediction;
@@ -146,11 +173,44 @@ LDM_API void ldm_model_params_init(ldm_model_params *params);
 LDM_API ldm_status ldm_model_load(ldm_context *ctx, const char *path, const ldm_model_params *params,
                                   ldm_model **out);
 LDM_API void ldm_model_destroy(ldm_model *model);
-/* Family name ("sd1"). Never NULL for a valid model. */
+/* Family name ("sd1", "sd2"). Never NULL for a valid model. */
 LDM_API const char *ldm_model_family(const ldm_model *model);
 /* Latent channels and the pixel-to-latent downscale factor (SD: 4 and 8). */
 LDM_API int32_t ldm_model_latent_channels(const ldm_model *model);
 LDM_API int32_t ldm_model_downscale(const ldm_model *model);
+
+/* One part of a checkpoint: its tensors by key prefix (model.diffusion_model., first_stage_model.,
+ * cond_stage_model., anything else). */
+typedef struct ldm_component_info {
+    int64_t params;    /* tensor elements */
+    int64_t bytes;     /* their size in the file */
+    const char *dtype; /* "f32", "f16", "bf16", ..., or several joined by '+' (most parameters first); "" if none */
+} ldm_component_info;
+
+/* What was detected when loading; see ldm_model_get_info(). Strings live as long as the model. */
+typedef struct ldm_model_info {
+    size_t struct_size;            /* sizeof(ldm_model_info): set by the caller */
+    const char *family;            /* "sd1", "sd2", "ldm-sr", "x4-upscaler", "ldm-txt2img" */
+    int32_t prediction;            /* LDM_PREDICTION_EPS or LDM_PREDICTION_V (never AUTO) */
+    const char *prediction_source; /* "parameter", "config", "probe" or "family default" (docs/model-config.md) */
+    int32_t inpainting;            /* nonzero: the UNet also takes a mask and a masked-image latent */
+    int32_t unet_in_channels;      /* 4, or 9 for inpainting checkpoints */
+    int32_t latent_channels;
+    int32_t downscale;
+    int32_t context_dim;           /* text embedding width the UNet attends to */
+    const char *text_encoder;      /* "clip" (HF CLIPTextModel names), "openclip", "bert" (LDM-KL-8-G's
+                                      BERTEmbedder) or "none" (ldm-sr: the image is the condition) */
+    int32_t text_layers;
+    int32_t clip_skip_default;     /* what clip_skip 0 means: 1 = last layer, 2 = penultimate */
+    float scale_factor;
+    ldm_component_info unet, vae, text, other;
+    /* Appended after the first layout (a smaller struct_size leaves them out): */
+    const char *first_stage;       /* "kl" (AutoencoderKL) or "vq" (VQModelInterface, ldm-sr) */
+    int32_t upscaler;              /* nonzero: a super-resolution model, run with ldm_upscale() */
+} ldm_model_info;
+
+/* Fills info up to info->struct_size (fields are only ever appended). */
+LDM_API ldm_status ldm_model_get_info(const ldm_model *model, ldm_model_info *info);
 
 /* ---------------------------------------------------------------------------------------------
  * Components. Each handle borrows its model (the model must outlive it) and is cheap.
@@ -164,14 +224,18 @@ LDM_API ldm_status ldm_conditioner_create(ldm_model *model, ldm_conditioner **ou
 LDM_API void ldm_conditioner_destroy(ldm_conditioner *cond);
 /* Embedding shape for one prompt: tokens x width (SD 1.x: 77 x 768). */
 LDM_API ldm_status ldm_conditioner_shape(const ldm_conditioner *cond, int32_t *tokens, int32_t *width);
-/* Encodes `text` into out[tokens*width]. clip_skip: 0 or 1 = last layer, 2 = penultimate, ... */
+/* Encodes `text` into out[tokens*width]. clip_skip: 1 = last layer, 2 = penultimate, ...;
+ * 0 = the family's default (SD 1.x: last layer; SD 2.x: penultimate, as Stability's
+ * FrozenOpenCLIPEmbedder). */
 LDM_API ldm_status ldm_conditioner_encode(ldm_context *ctx, ldm_conditioner *cond, const char *text,
                                           int32_t clip_skip, float *out, size_t out_count);
 
 LDM_API ldm_status ldm_denoiser_create(ldm_model *model, ldm_denoiser **out);
 LDM_API void ldm_denoiser_destroy(ldm_denoiser *den);
 /* Raw network output (eps or v per the model) for a batch: x [n,c,h,w], timesteps [n] (may be
- * fractional), context [n, tokens, width]; out has the shape of x. h and w in latent pixels. */
+ * fractional), context [n, tokens, width]; out has the shape of x. h and w in latent pixels.
+ * ldm-sr: c is latent + low-res image (6) and context may be NULL (no cross-attention); the x4
+ * upscaler's UNet also needs the noise level and is LDM_ERR_INVALID_ARG here (ldm_upscale). */
 LDM_API ldm_status ldm_denoiser_eval(ldm_context *ctx, ldm_denoiser *den, int32_t n, int32_t c,
                                      int32_t h, int32_t w, const float *x, const float *timesteps,
                                      int32_t tokens, const float *context, float *out);
@@ -217,6 +281,41 @@ LDM_API ldm_status ldm_image_copy(const ldm_image *image, uint8_t *dst, size_t d
  * returns LDM_ERR_CANCELLED). Runs on the calling thread. */
 typedef int (*ldm_progress_fn)(int32_t step, int32_t total, void *user_data);
 
+/* What ldm_progress_ex_fn receives after every sampling step. struct_size is the size the
+ * library fills (fields are only ever appended): read a field only if it lies within it. */
+typedef struct ldm_progress_info {
+    size_t struct_size;  /* sizeof(ldm_progress_info) as the library was built */
+    int32_t step;        /* 1..total */
+    int32_t total;       /* steps this image runs (img2img: int(strength * steps)) */
+    int32_t batch_index; /* 0-based image of the batch */
+    int32_t batch_count;
+    double elapsed;      /* seconds since the call began (monotonic clock), whole batch */
+} ldm_progress_info;
+
+/* Progress with timing: the same calls as ldm_progress_fn (after `progress` when both are
+ * set). Return nonzero to cancel. Runs on the calling thread; `info` is valid during the call. */
+typedef int (*ldm_progress_ex_fn)(const ldm_progress_info *info, void *user_data);
+
+/* A cheap preview of the current denoised estimate (the sampler's x0 prediction), decoded by a
+ * fixed linear latent -> RGB projection instead of the VAE, at latent resolution (image size /
+ * the model's downscale factor). SD 1.x coefficients: ComfyUI comfy/latent_formats.py `SD15`
+ * `latent_rgb_factors` (no bias), applied to the latent in diffusion space, then
+ * 255 * clamp((v + 1) / 2, 0, 1) rounded. Models whose latent has other than 4 channels get no
+ * previews. */
+typedef struct ldm_preview_image {
+    size_t struct_size;  /* sizeof(ldm_preview_image) as the library was built */
+    int32_t step;        /* 1..total, as in ldm_progress_info */
+    int32_t total;
+    int32_t batch_index;
+    int32_t width;       /* latent width and height */
+    int32_t height;
+    size_t stride;       /* bytes per row of rgb (>= width * 3) */
+    const uint8_t *rgb;  /* interleaved 8-bit RGB; valid during the callback only */
+} ldm_preview_image;
+
+/* Runs on the calling thread, before the progress callbacks of the same step. */
+typedef void (*ldm_preview_fn)(const ldm_preview_image *preview, void *user_data);
+
 typedef enum ldm_rng_kind {
     LDM_RNG_CUDA = 0, /* AUTOMATIC1111's Philox stream ("NV"), all 64 seed bits; the default */
     LDM_RNG_CPU = 1,  /* PyTorch's CPU generator (MT19937 + AVX2 Box-Muller), low 32 seed bits */
@@ -230,7 +329,7 @@ typedef struct ldm_txt2img_params {
     int32_t steps;               /* default 20 */
     float cfg_scale;             /* default 7.5; 1.0 skips the unconditional pass */
     const char *sampler;         /* default "euler" */
-    const char *scheduler;       /* "discrete" (default) or "karras" */
+    const char *scheduler;       /* "discrete" (default), "karras", "exponential", "simple", "sgm_uniform" */
     uint64_t seed;               /* default 42 */
     int32_t random_seed;         /* nonzero: ignore `seed`, draw one (see ldm_image_seed) */
     int32_t batch_count;         /* images to make, item i uses seed+i; default 1 */
@@ -238,7 +337,11 @@ typedef struct ldm_txt2img_params {
     int32_t rng;                 /* ldm_rng_kind; default LDM_RNG_CUDA */
     float eta;                   /* DDIM eta; default 0 */
     ldm_progress_fn progress;    /* optional */
-    void *user_data;             /* passed to progress */
+    void *user_data;             /* passed to progress, progress_ex and preview */
+    /* Appended after the first layout (struct_size up to user_data still works): */
+    ldm_progress_ex_fn progress_ex; /* optional: step, total, elapsed seconds; nonzero cancels */
+    ldm_preview_fn preview;         /* optional: linear RGB preview of the denoised estimate */
+    int32_t preview_interval;       /* preview every N steps and at the last one; default 1 */
 } ldm_txt2img_params;
 
 LDM_API void ldm_txt2img_params_init(ldm_txt2img_params *params);
@@ -246,6 +349,176 @@ LDM_API void ldm_txt2img_params_init(ldm_txt2img_params *params);
  * array; each element receives a new ldm_image or NULL on error). */
 LDM_API ldm_status ldm_txt2img(ldm_context *ctx, ldm_model *model, const ldm_txt2img_params *params,
                                ldm_image **images);
+
+/* ---------------------------------------------------------------------------------------------
+ * High level: image to image (SEEDED_CONTRACT item 4, CompVis scripts/img2img.py).
+ *
+ * The init image is mapped to [-1, 1] (2 * u8 / 255 - 1), encoded by the VAE to its posterior
+ * mean and scaled (init_latent = scale_factor * mean). t_enc = int(strength * steps) steps run:
+ *  - k-diffusion samplers walk the last t_enc + 1 sigmas of the steps-step schedule, starting
+ *    from init_latent + noise * sigmas[steps - t_enc];
+ *  - ddim (and plms) start from sqrt(a) * init_latent + sqrt(1 - a) * noise with
+ *    a = alphas_cumprod[ddim_timesteps[t_enc]] (the upstream one-step offset, kept), then
+ *    denoise at ddim_timesteps[t_enc - 1], ..., [0].
+ * The noise is draw 0 of the seeded stream (further draws as in txt2img). strength 0 runs no
+ * step and returns the VAE's reconstruction of the init image.
+ * ------------------------------------------------------------------------------------------- */
+typedef struct ldm_img2img_params {
+    size_t struct_size;          /* sizeof(ldm_img2img_params) */
+    const char *prompt;          /* required */
+    const char *negative_prompt; /* NULL = "" */
+    const uint8_t *init_image;   /* required: interleaved 8-bit RGB rows */
+    int32_t init_width;          /* pixels, multiples of 8; the output has the same size */
+    int32_t init_height;
+    size_t init_stride;          /* bytes from one row to the next; 0 = init_width * 3 */
+    double strength;             /* 0..1, default 0.75 (a double: int(0.7 * 10) must be 7) */
+    int32_t steps;               /* default 20 (the full schedule; int(strength * steps) run) */
+    float cfg_scale;             /* default 7.5; 1.0 skips the unconditional pass */
+    const char *sampler;         /* default "euler" */
+    const char *scheduler;       /* "discrete" (default), "karras", "exponential", "simple", "sgm_uniform" */
+    uint64_t seed;               /* default 42 */
+    int32_t random_seed;         /* nonzero: ignore `seed`, draw one (see ldm_image_seed) */
+    int32_t batch_count;         /* images to make, item i uses seed+i; default 1 */
+    int32_t clip_skip;           /* 0 = family default, 1 = last layer, 2 = penultimate, ... */
+    int32_t rng;                 /* ldm_rng_kind; default LDM_RNG_CUDA */
+    float eta;                   /* DDIM eta; default 0 */
+    ldm_progress_fn progress;    /* optional */
+    void *user_data;             /* passed to progress, progress_ex and preview */
+    ldm_progress_ex_fn progress_ex; /* optional */
+    ldm_preview_fn preview;         /* optional */
+    int32_t preview_interval;       /* default 1 */
+} ldm_img2img_params;
+
+LDM_API void ldm_img2img_params_init(ldm_img2img_params *params);
+/* Generates params->batch_count images of the init image's size into images[0..batch_count-1]
+ * (caller's array; each element receives a new ldm_image or NULL on error). */
+LDM_API ldm_status ldm_img2img(ldm_context *ctx, ldm_model *model, const ldm_img2img_params *params,
+                               ldm_image **images);
+
+/* ---------------------------------------------------------------------------------------------
+ * High level: inpainting and outpainting (docs/inpainting.md).
+ *
+ * The mask is 8-bit, the size of the image: 255 (>= 128 after blurring) = repaint, 0 = keep.
+ *  - Inpainting checkpoints (9-channel UNet: latent + mask + masked-image latent, runwayml
+ *    sd-v1-5-inpainting / SD 2 inpainting) get the mask and the VAE latent of the image with
+ *    the masked region zeroed as extra UNet input (scripts/inpaint_st.py).
+ *  - Ordinary checkpoints repaint by blending: after every step the latent outside the mask is
+ *    reset to the image's latent noised to the current level (CompVis DDIM `mask`, A1111).
+ * Both composite the result over the original through the blurred mask (A1111's overlay).
+ * strength 1 (the default) starts from pure noise, as txt2img (draw 0 is x_T); below 1 the run
+ * starts from the image's latent as ldm_img2img does (draw 0 is the added noise).
+ * ------------------------------------------------------------------------------------------- */
+
+/* What the masked region starts from (A1111 "masked content"). Values are pinned. */
+typedef enum ldm_inpaint_fill {
+    LDM_INPAINT_FILL_ORIGINAL = 0,       /* the image as it is (A1111 "original"; the default) */
+    LDM_INPAINT_FILL_FILL = 1,           /* its surroundings' colours, blurred in (A1111 "fill") */
+    LDM_INPAINT_FILL_LATENT_NOISE = 2,   /* latent = the seed's draw 0 under the mask (A1111 "latent noise") */
+    LDM_INPAINT_FILL_LATENT_NOTHING = 3, /* latent = 0 under the mask (A1111 "latent nothing") */
+} ldm_inpaint_fill;
+
+typedef struct ldm_inpaint_params {
+    size_t struct_size;          /* sizeof(ldm_inpaint_params) */
+    const char *prompt;          /* required */
+    const char *negative_prompt; /* NULL = "" */
+    const uint8_t *image;        /* required: interleaved 8-bit RGB rows */
+    int32_t width, height;       /* pixels, multiples of 8; the output has the same size */
+    size_t image_stride;         /* bytes from one row to the next; 0 = width * 3 */
+    const uint8_t *mask;         /* required: 8-bit rows of width x height, see mask_channels */
+    size_t mask_stride;          /* 0 = width * mask_channels */
+    int32_t mask_channels;       /* 1 (gray, default) or 3 (RGB, read as luma like PIL's "L") */
+    float mask_blur;             /* Gaussian sigma in pixels (A1111 "mask blur"), default 4; 0 = none */
+    int32_t fill;                /* ldm_inpaint_fill; default LDM_INPAINT_FILL_ORIGINAL */
+    int32_t composite;           /* nonzero (default): keep the original pixels outside the mask */
+    double strength;             /* 0..1, default 1 (see above) */
+    int32_t steps;               /* default 20 */
+    float cfg_scale;             /* default 7.5; 1.0 skips the unconditional pass */
+    const char *sampler;         /* default "euler" */
+    const char *scheduler;       /* as ldm_txt2img_params; default "discrete" */
+    uint64_t seed;               /* default 42 */
+    int32_t random_seed;         /* nonzero: ignore `seed`, draw one (see ldm_image_seed) */
+    int32_t batch_count;         /* images to make, item i uses seed+i; default 1 */
+    int32_t clip_skip;           /* 0 = family default, 1 = last layer, 2 = penultimate, ... */
+    int32_t rng;                 /* ldm_rng_kind; default LDM_RNG_CUDA */
+    float eta;                   /* DDIM eta; default 0 */
+    ldm_progress_fn progress;    /* optional */
+    void *user_data;             /* passed to progress, progress_ex and preview */
+    ldm_progress_ex_fn progress_ex; /* optional */
+    ldm_preview_fn preview;         /* optional */
+    int32_t preview_interval;       /* default 1 */
+} ldm_inpaint_params;
+
+LDM_API void ldm_inpaint_params_init(ldm_inpaint_params *params);
+/* Generates params->batch_count images of the image's size into images[0..batch_count-1]
+ * (caller's array; each element receives a new ldm_image or NULL on error). Works with
+ * inpainting and ordinary text-to-image checkpoints (not the super-resolution models). */
+LDM_API ldm_status ldm_inpaint(ldm_context *ctx, ldm_model *model, const ldm_inpaint_params *params,
+                               ldm_image **images);
+
+/* Outpainting: makes the canvas and the mask for ldm_inpaint. The image is placed at (left, top)
+ * of a canvas grown by left/top/right/bottom pixels (right and bottom are enlarged as needed to
+ * make the size a multiple of `multiple`); the new area repeats the nearest edge pixel. The mask
+ * (255 = repaint) covers the new area and reaches `overlap` pixels into the image on the sides
+ * that grew, so the seam is repainted too. Both outputs are new images (mask: R = G = B); pass
+ * the mask's data with mask_channels 3. */
+typedef struct ldm_outpaint_params {
+    size_t struct_size;              /* sizeof(ldm_outpaint_params) */
+    int32_t left, top, right, bottom; /* pixels to add on each side, >= 0 */
+    int32_t overlap;                 /* default 8 */
+    int32_t multiple;                /* default 64: SD UNets need latent sides divisible by 8 */
+} ldm_outpaint_params;
+
+LDM_API void ldm_outpaint_params_init(ldm_outpaint_params *params);
+LDM_API ldm_status ldm_outpaint_prepare(const uint8_t *image, int32_t width, int32_t height, size_t stride,
+                                        const ldm_outpaint_params *params, ldm_image **canvas,
+                                        ldm_image **mask);
+
+/* ---------------------------------------------------------------------------------------------
+ * High level: super-resolution (models whose family is "ldm-sr" or "x4-upscaler").
+ *
+ *  - "ldm-sr": the LDM paper's 4x super-resolution (CompVis latent-diffusion bsr_sr): the
+ *    low-res image, 2 * u8 / 255 - 1, is concatenated to the latent; no text, no guidance; the
+ *    latent is decoded by the VQ-f4 first stage (quantised). notebook_helpers.py's defaults
+ *    are 100 DDIM steps at eta 1.
+ *  - "x4-upscaler": the SD x4 upscaler (Stability x4-upscaling.yaml): the low-res image,
+ *    u8 / 127.5 - 1, is noise-augmented to `noise_level` (its own schedule), concatenated to the
+ *    latent and its level fed to label_emb; the prompt conditions through OpenCLIP with
+ *    classifier-free guidance (the unconditional row keeps the image and the level); v.
+ * The result is 4x the input size. Any size is accepted: the input is edge-padded to the UNet's
+ * multiple (8) and the result cropped. Large inputs run in overlapping tiles (UNet and decoder),
+ * blended over the overlap, so memory depends on the tile size, not on the image size.
+ * Noise: draw 0 of the seeded stream is the initial latent; x4 draw 1 is the augmentation noise;
+ * the sampler's draws (eta > 0, ancestral samplers) follow.
+ * ------------------------------------------------------------------------------------------- */
+typedef struct ldm_upscale_params {
+    size_t struct_size;          /* sizeof(ldm_upscale_params) */
+    const uint8_t *image;        /* required: the low-res image, interleaved 8-bit RGB rows */
+    int32_t width, height;       /* its size in pixels, 1..4096 (the result is 4x) */
+    size_t stride;               /* bytes from one row to the next; 0 = width * 3 */
+    const char *prompt;          /* x4-upscaler: the text (NULL = ""); ignored by ldm-sr */
+    const char *negative_prompt; /* x4-upscaler: NULL = "" */
+    int32_t steps;               /* default 50 */
+    float cfg_scale;             /* x4-upscaler: default 9 (1 skips the unconditional pass); ldm-sr: unused */
+    int32_t noise_level;         /* x4-upscaler: 0..350, default 20; ldm-sr: unused */
+    const char *sampler;         /* default "ddim" */
+    const char *scheduler;       /* sigma samplers' schedule, as ldm_txt2img_params; default "discrete" */
+    float eta;                   /* DDIM eta; < 0 = the family default (ldm-sr 1, x4-upscaler 0); default -1 */
+    uint64_t seed;               /* default 42 */
+    int32_t random_seed;         /* nonzero: ignore `seed`, draw one (see ldm_image_seed) */
+    int32_t rng;                 /* ldm_rng_kind; default LDM_RNG_CUDA */
+    int32_t tile;                /* UNet tile side in low-res pixels (a multiple of 8); 0 = automatic
+                                    (128 when the input is larger), -1 = never tile; default 0 */
+    int32_t tile_overlap;        /* low-res pixels shared by neighbouring tiles; default 32 */
+    ldm_progress_fn progress;    /* optional */
+    void *user_data;             /* passed to progress and progress_ex */
+    ldm_progress_ex_fn progress_ex; /* optional */
+} ldm_upscale_params;
+
+LDM_API void ldm_upscale_params_init(ldm_upscale_params *params);
+/* Upscales params->image 4x into *out (a new image). LDM_ERR_UNSUPPORTED for a model of another
+ * family. */
+LDM_API ldm_status ldm_upscale(ldm_context *ctx, ldm_model *model, const ldm_upscale_params *params,
+                               ldm_image **out);
 
 #ifdef __cplusplus
 }

@@ -1,5 +1,12 @@
 #include "context.h"
 
+#ifdef LDM_HAVE_VULKAN
+#include "vulkan/vk_api.h"
+ldm_status ldm_vk_list_devices(int32_t index, int32_t *count, char *name, size_t name_size, int32_t *type,
+                               uint64_t *memory, uint32_t *vendor, uint32_t *device, int32_t *preferred,
+                               int32_t *suitable);
+#endif
+
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -54,11 +61,34 @@ LDM_API ldm_status ldm_context_create(const ldm_context_params *params, ldm_cont
     ctx->log_user_data = p.log_user_data;
     ctx->log_level = p.log_level;
     atomic_init(&ctx->cancel, 0);
-    if (p.backend == LDM_BACKEND_VULKAN) {
-        free(ctx);
-        return ldm_fail(LDM_ERR_BACKEND, "the Vulkan backend is not available in this build");
+    if (p.backend != LDM_BACKEND_CPU) {
+#ifdef LDM_HAVE_VULKAN
+        /* AUTO takes a GPU only: a CPU Vulkan driver (lavapipe) is slower than our CPU backend. */
+        ldm_vk_options vo;
+        ldm_vk_options_init(&vo);
+        vo.device_index = p.device_index;
+        vo.allow_cpu_device = p.backend == LDM_BACKEND_VULKAN || p.device_index >= 0;
+        ldm_status vst = ldm_vk_backend_create(&vo, ctx->n_threads, &ctx->be);
+        if (!vst) {
+            ctx->backend_kind = LDM_BACKEND_VULKAN;
+            ctx_log(ctx, LDM_LOG_INFO, "using the Vulkan device %s", ldm_vk_device_name(ctx->be));
+            *out = ctx;
+            return LDM_OK;
+        }
+        if (p.backend == LDM_BACKEND_VULKAN) {
+            free(ctx);
+            return vst; /* LDM_ERR_BACKEND with the reason */
+        }
+        ctx_log(ctx, LDM_LOG_INFO, "%s; using the CPU", ldm_last_error());
+        ldm_clear_error();
+#else
+        if (p.backend == LDM_BACKEND_VULKAN) {
+            free(ctx);
+            return ldm_fail(LDM_ERR_BACKEND, "the Vulkan backend is not available in this build");
+        }
+        ctx_log(ctx, LDM_LOG_INFO, "no Vulkan backend in this build; using the CPU");
+#endif
     }
-    if (p.backend == LDM_BACKEND_AUTO) ctx_log(ctx, LDM_LOG_INFO, "no Vulkan backend in this build; using the CPU");
     ldm_status st = ldm_cpu_backend_create(ctx->n_threads, &ctx->be);
     if (st) {
         free(ctx);
@@ -82,4 +112,42 @@ LDM_API const char *ldm_context_backend_name(const ldm_context *ctx) {
 
 LDM_API void ldm_context_cancel(ldm_context *ctx) {
     if (ctx) atomic_store(&ctx->cancel, 1);
+}
+
+LDM_API ldm_status ldm_device_count(int32_t *count) {
+    if (!count) return ldm_fail(LDM_ERR_INVALID_ARG, "ldm_device_count: count is NULL");
+    *count = 0;
+#ifdef LDM_HAVE_VULKAN
+    /* no loader, no driver: simply no devices */
+    if (ldm_vk_list_devices(-1, count, NULL, 0, NULL, NULL, NULL, NULL, NULL, NULL)) {
+        *count = 0;
+        ldm_clear_error();
+    }
+#endif
+    return LDM_OK;
+}
+
+LDM_API ldm_status ldm_device_get(int32_t index, ldm_device_info *info) {
+    if (!info) return ldm_fail(LDM_ERR_INVALID_ARG, "ldm_device_get: info is NULL");
+    if (info->struct_size < offsetof(ldm_device_info, usable) + sizeof info->usable)
+        return ldm_fail(LDM_ERR_INVALID_ARG, "ldm_device_info.struct_size %zu is too small", info->struct_size);
+    size_t size = info->struct_size;
+    ldm_device_info d;
+    memset(&d, 0, sizeof d);
+    d.struct_size = LDM_MIN(size, sizeof d);
+    d.index = index;
+#ifdef LDM_HAVE_VULKAN
+    int32_t count = 0;
+    ldm_status st = ldm_vk_list_devices(index, &count, d.name, sizeof d.name, &d.type, &d.memory_bytes, &d.vendor_id,
+                                        &d.device_id, &d.preferred, &d.usable);
+    if (st) return st;
+    if (index < 0 || index >= count)
+        return ldm_fail(LDM_ERR_INVALID_ARG, "device index %d out of range (%d device(s))", (int)index, (int)count);
+    /* Vulkan's VkPhysicalDeviceType numbers are ldm_device_type's */
+    memcpy(info, &d, LDM_MIN(size, sizeof d));
+    return LDM_OK;
+#else
+    (void)d;
+    return ldm_fail(LDM_ERR_INVALID_ARG, "device index %d out of range (no Vulkan in this build)", (int)index);
+#endif
 }

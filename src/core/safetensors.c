@@ -25,6 +25,14 @@ struct st_file {
     char **meta_keys, **meta_values;
     size_t meta_count;
     json_value *header;
+    /* st_builder files: memory released by st_close (names, converted data, mappings, the
+     * component files a diffusers folder was assembled from) */
+    struct st_kept {
+        st_keep_kind kind;
+        void *p;
+        size_t n;
+    } *kept;
+    size_t n_kept, kept_cap;
 };
 
 static uint32_t hash_str(const char *s) {
@@ -58,9 +66,17 @@ size_t st_numel(const st_tensor *t) {
     return n;
 }
 
+static void release_kept(const struct st_kept *k) {
+    if (k->kind == ST_KEEP_MUNMAP) munmap(k->p, k->n);
+    else if (k->kind == ST_KEEP_FILE) st_close(k->p);
+    else free(k->p);
+}
+
 void st_close(st_file *f) {
     if (!f) return;
     if (f->map) munmap(f->map, f->map_size);
+    for (size_t i = f->n_kept; i-- > 0;) release_kept(&f->kept[i]);
+    free(f->kept);
     free(f->tensors);
     free(f->index);
     free(f->meta_keys);
@@ -119,6 +135,8 @@ static ldm_status parse_entry(const char *name, const json_value *e, size_t data
     *end = (size_t)en;
     return LDM_OK;
 }
+
+static ldm_status build_index(st_file *f, const char *what);
 
 static ldm_status parse_buffer(st_file *f, const unsigned char *buf, size_t size) {
     if (size < 8) return ldm_fail(LDM_ERR_FORMAT, "safetensors: file is %zu bytes, too short for a header", size);
@@ -207,18 +225,23 @@ static ldm_status parse_buffer(st_file *f, const unsigned char *buf, size_t size
         far_idx = spans[i].idx;
     }
     free(spans);
-    /* Name index; a repeated name is an error (the format forbids it, and which one wins would be
-     * arbitrary). */
+    return build_index(f, "safetensors");
+}
+
+/* Name index; a repeated name is an error (the format forbids it, and which one wins would be
+ * arbitrary). */
+static ldm_status build_index(st_file *f, const char *what) {
+    if (f->count > UINT32_MAX - 1) return ldm_fail(LDM_ERR_FORMAT, "%s: too many tensors (%zu)", what, f->count);
     size_t cap = 16;
     while (cap < f->count * 2) cap <<= 1;
     f->index = calloc(cap, sizeof *f->index);
-    if (!f->index) return ldm_fail(LDM_ERR_NO_MEMORY, "safetensors: out of memory");
+    if (!f->index) return ldm_fail(LDM_ERR_NO_MEMORY, "%s: out of memory", what);
     f->index_cap = cap;
     for (size_t i = 0; i < f->count; i++) {
         size_t j = hash_str(f->tensors[i].name) & (cap - 1);
         while (f->index[j]) {
             if (strcmp(f->tensors[f->index[j] - 1].name, f->tensors[i].name) == 0)
-                return ldm_fail(LDM_ERR_FORMAT, "safetensors: duplicate tensor name '%s'", f->tensors[i].name);
+                return ldm_fail(LDM_ERR_FORMAT, "%s: duplicate tensor name '%s'", what, f->tensors[i].name);
             j = (j + 1) & (cap - 1);
         }
         f->index[j] = (uint32_t)(i + 1);
@@ -297,6 +320,111 @@ ldm_status st_read_f32(const st_tensor *t, float **out) {
         ldm_convert_to_f32(t->dtype, t->data, buf, n);
     }
     *out = buf;
+    return LDM_OK;
+}
+
+/* ---- builder ----------------------------------------------------------------------------- */
+
+struct st_builder {
+    st_file *f;
+    size_t tensor_cap, meta_cap;
+};
+
+st_builder *st_builder_new(void) {
+    st_builder *b = calloc(1, sizeof *b);
+    if (b && !(b->f = calloc(1, sizeof *b->f))) {
+        free(b);
+        b = NULL;
+    }
+    return b;
+}
+
+void st_builder_free(st_builder *b) {
+    if (!b) return;
+    st_close(b->f);
+    free(b);
+}
+
+ldm_status st_builder_keep(st_builder *b, st_keep_kind kind, void *p, size_t n) {
+    st_file *f = b->f;
+    if (f->n_kept == f->kept_cap) {
+        size_t nc = f->kept_cap ? f->kept_cap * 2 : 16;
+        struct st_kept *nk = realloc(f->kept, nc * sizeof *nk);
+        if (!nk) {
+            release_kept(&(struct st_kept){kind, p, n});
+            return ldm_fail(LDM_ERR_NO_MEMORY, "out of memory");
+        }
+        f->kept = nk;
+        f->kept_cap = nc;
+    }
+    f->kept[f->n_kept++] = (struct st_kept){kind, p, n};
+    return LDM_OK;
+}
+
+/* A copy of s owned by the builder's file. */
+static char *keep_string(st_builder *b, const char *s) {
+    char *c = ldm_strdup(s);
+    if (!c || st_builder_keep(b, ST_KEEP_FREE, c, 0)) return NULL;
+    return c;
+}
+
+ldm_status st_builder_add(st_builder *b, const char *name, ldm_dtype dt, int32_t ndim, const int64_t *shape,
+                          const void *data) {
+    st_file *f = b->f;
+    if (ndim < 0 || ndim > ST_MAX_DIMS || (unsigned)dt >= LDM_DT_COUNT)
+        return ldm_fail(LDM_ERR_INVALID_ARG, "st_builder_add: bad ndim or dtype for '%s'", name);
+    size_t bytes = ldm_dtype_size(dt);
+    for (int i = 0; i < ndim; i++)
+        if (shape[i] < 0 || !ldm_mul_size(bytes, (size_t)shape[i], &bytes))
+            return ldm_fail(LDM_ERR_FORMAT, "tensor '%s' has an absurd shape", name);
+    if (f->count == b->tensor_cap) {
+        size_t nc = b->tensor_cap ? b->tensor_cap * 2 : 64;
+        st_tensor *nt = realloc(f->tensors, nc * sizeof *nt);
+        if (!nt) return ldm_fail(LDM_ERR_NO_MEMORY, "out of memory");
+        f->tensors = nt;
+        b->tensor_cap = nc;
+    }
+    st_tensor *t = &f->tensors[f->count];
+    memset(t, 0, sizeof *t);
+    if (!(t->name = keep_string(b, name))) return ldm_fail(LDM_ERR_NO_MEMORY, "out of memory");
+    t->dtype = dt;
+    t->ndim = ndim;
+    for (int i = 0; i < ndim; i++) t->shape[i] = shape[i];
+    t->nbytes = bytes;
+    t->data = data;
+    f->count++;
+    return LDM_OK;
+}
+
+ldm_status st_builder_meta(st_builder *b, const char *key, const char *value) {
+    st_file *f = b->f;
+    if (f->meta_count == b->meta_cap) {
+        size_t nc = b->meta_cap ? b->meta_cap * 2 : 8;
+        char **nk = realloc(f->meta_keys, nc * sizeof *nk);
+        if (!nk) return ldm_fail(LDM_ERR_NO_MEMORY, "out of memory");
+        f->meta_keys = nk;
+        char **nv = realloc(f->meta_values, nc * sizeof *nv);
+        if (!nv) return ldm_fail(LDM_ERR_NO_MEMORY, "out of memory");
+        f->meta_values = nv;
+        b->meta_cap = nc;
+    }
+    char *k = keep_string(b, key), *v = k ? keep_string(b, value) : NULL;
+    if (!v) return ldm_fail(LDM_ERR_NO_MEMORY, "out of memory");
+    f->meta_keys[f->meta_count] = k;
+    f->meta_values[f->meta_count++] = v;
+    return LDM_OK;
+}
+
+ldm_status st_builder_finish(st_builder *b, st_file **out) {
+    *out = NULL;
+    st_file *f = b->f;
+    free(b);
+    ldm_status st = build_index(f, "checkpoint");
+    if (st) {
+        st_close(f);
+        return st;
+    }
+    *out = f;
     return LDM_OK;
 }
 

@@ -35,6 +35,29 @@ size_t st_numel(const st_tensor *t);
 /* Copies a float tensor (F32/F16/BF16/F64) into a new float32 array (caller frees). */
 ldm_status st_read_f32(const st_tensor *t, float **out);
 
+/* Builder: an st_file assembled by another container reader (torch zip checkpoints, diffusers
+ * folders; see checkpoint.h), so the model code reads every format through the same index.
+ * Tensor data is not copied: it must stay valid until st_close(), which is what st_builder_keep
+ * arranges by handing the builder ownership of the memory it lives in. On any error the builder
+ * still owns (and releases) everything given to it. */
+typedef struct st_builder st_builder;
+typedef enum {
+    ST_KEEP_FREE = 0,  /* free(p) */
+    ST_KEEP_MUNMAP = 1, /* munmap(p, n) */
+    ST_KEEP_FILE = 2,  /* st_close((st_file *)p) */
+} st_keep_kind;
+st_builder *st_builder_new(void);
+/* Adds a tensor; the name is copied, `data` must hold product(shape) * dtype-size bytes. */
+ldm_status st_builder_add(st_builder *b, const char *name, ldm_dtype dt, int32_t ndim, const int64_t *shape,
+                          const void *data);
+/* Transfers ownership of p to the builder (released at st_close, or at once when this fails). */
+ldm_status st_builder_keep(st_builder *b, st_keep_kind kind, void *p, size_t n);
+ldm_status st_builder_meta(st_builder *b, const char *key, const char *value);
+/* Indexes the names (a repeated name is LDM_ERR_FORMAT) and returns the file; the builder is
+ * consumed whatever the outcome. */
+ldm_status st_builder_finish(st_builder *b, st_file **out);
+void st_builder_free(st_builder *b);
+
 /* Writer: add tensors (data is copied), then write. */
 typedef struct st_writer st_writer;
 st_writer *st_writer_new(void);

@@ -8,6 +8,8 @@
 #include "common.h"
 #include "schedule.h"
 
+#include <math.h>
+
 typedef enum {
     LDM_SAMPLER_SIGMA = 0,   /* k-diffusion family: walks `sigmas`, model gives denoised x0 */
     LDM_SAMPLER_DDPM_T = 1,  /* CompVis family (DDIM, PLMS): walks integer timesteps, model gives eps */
@@ -38,16 +40,25 @@ struct ldm_sample_run {
 };
 
 typedef struct ldm_sampler_def {
-    const char *name;           /* canonical name */
-    const char *const *aliases; /* NULL-terminated */
+    const char *name; /* canonical name; the aliases are in sampler_registry.c's table */
     ldm_sampler_space space;
     ldm_status (*run)(ldm_sample_run *r);
 } ldm_sampler_def;
 
+/* By canonical name or alias, case-insensitive; NULL when unknown. */
 const ldm_sampler_def *sampler_find(const char *name);
 
 /* k-diffusion to_d: the ODE derivative (x - D) / sigma. */
 static inline float sampler_to_d(float x, float denoised, float sigma) { return (x - denoised) / sigma; }
+
+/* k-diffusion get_ancestral_step(s, s', eta = 1) in float32:
+ *   up = min(s', sqrt(s'^2 (s^2 - s'^2) / s^2)), down = sqrt(s'^2 - up^2). */
+static inline void sampler_ancestral_step(float s, float sn, float *down, float *up) {
+    float u = sqrtf(sn * sn * (s * s - sn * sn) / (s * s));
+    if (u > sn) u = sn;
+    *up = u;
+    *down = sqrtf(sn * sn - u * u);
+}
 
 /* One CompVis DDIM update for a whole latent (ddim.py p_sample_ddim, plms.py get_x_prev_and_pred_x0):
  * x0 = (x - sqrt(1 - a_t) e) / sqrt(a_t); x_prev = sqrt(a_prev) x0 + sqrt(1 - a_prev - s^2) e (+ s noise). */
@@ -63,5 +74,10 @@ extern const ldm_sampler_def ldm_sampler_heun;
 extern const ldm_sampler_def ldm_sampler_dpmpp_2m;
 extern const ldm_sampler_def ldm_sampler_lms;
 extern const ldm_sampler_def ldm_sampler_plms;
+extern const ldm_sampler_def ldm_sampler_dpm2;
+extern const ldm_sampler_def ldm_sampler_dpm2_ancestral;
+extern const ldm_sampler_def ldm_sampler_dpmpp_2s_ancestral;
+extern const ldm_sampler_def ldm_sampler_dpmpp_2m_sde;
+extern const ldm_sampler_def ldm_sampler_lcm;
 
 #endif

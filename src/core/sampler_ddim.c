@@ -48,4 +48,4 @@ static ldm_status ddim_run(ldm_sample_run *r) {
     return st;
 }
 
-const ldm_sampler_def ldm_sampler_ddim = {"ddim", NULL, LDM_SAMPLER_DDPM_T, ddim_run};
+const ldm_sampler_def ldm_sampler_ddim = {"ddim", LDM_SAMPLER_DDPM_T, ddim_run};

@@ -35,6 +35,4 @@ static ldm_status dpmpp_2m_run(ldm_sample_run *r) {
     return st;
 }
 
-static const char *const dpmpp_2m_aliases[] = {"dpm++2m", "dpm++_2m", "k_dpmpp_2m", NULL};
-
-const ldm_sampler_def ldm_sampler_dpmpp_2m = {"dpmpp_2m", dpmpp_2m_aliases, LDM_SAMPLER_SIGMA, dpmpp_2m_run};
+const ldm_sampler_def ldm_sampler_dpmpp_2m = {"dpmpp_2m", LDM_SAMPLER_SIGMA, dpmpp_2m_run};

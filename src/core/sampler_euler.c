@@ -21,6 +21,4 @@ static ldm_status euler_run(ldm_sample_run *r) {
     return st;
 }
 
-static const char *const euler_aliases[] = {"k_euler", NULL};
-
-const ldm_sampler_def ldm_sampler_euler = {"euler", euler_aliases, LDM_SAMPLER_SIGMA, euler_run};
+const ldm_sampler_def ldm_sampler_euler = {"euler", LDM_SAMPLER_SIGMA, euler_run};

@@ -29,6 +29,4 @@ static ldm_status euler_a_run(ldm_sample_run *r) {
     return st;
 }
 
-static const char *const euler_a_aliases[] = {"euler_a", "k_euler_a", "k_euler_ancestral", NULL};
-
-const ldm_sampler_def ldm_sampler_euler_ancestral = {"euler_ancestral", euler_a_aliases, LDM_SAMPLER_SIGMA, euler_a_run};
+const ldm_sampler_def ldm_sampler_euler_ancestral = {"euler_ancestral", LDM_SAMPLER_SIGMA, euler_a_run};

@@ -30,6 +30,4 @@ static ldm_status heun_run(ldm_sample_run *r) {
     return st;
 }
 
-static const char *const heun_aliases[] = {"k_heun", NULL};
-
-const ldm_sampler_def ldm_sampler_heun = {"heun", heun_aliases, LDM_SAMPLER_SIGMA, heun_run};
+const ldm_sampler_def ldm_sampler_heun = {"heun", LDM_SAMPLER_SIGMA, heun_run};

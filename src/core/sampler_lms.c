@@ -59,6 +59,4 @@ static ldm_status lms_run(ldm_sample_run *r) {
     return st;
 }
 
-static const char *const lms_aliases[] = {"k_lms", NULL};
-
-const ldm_sampler_def ldm_sampler_lms = {"lms", lms_aliases, LDM_SAMPLER_SIGMA, lms_run};
+const ldm_sampler_def ldm_sampler_lms = {"lms", LDM_SAMPLER_SIGMA, lms_run};

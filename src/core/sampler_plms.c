@@ -48,4 +48,4 @@ static ldm_status plms_run(ldm_sample_run *r) {
     return st;
 }
 
-const ldm_sampler_def ldm_sampler_plms = {"plms", NULL, LDM_SAMPLER_DDPM_T, plms_run};
+const ldm_sampler_def ldm_sampler_plms = {"plms", LDM_SAMPLER_DDPM_T, plms_run};

@@ -1,6 +1,7 @@
 #include "schedule.h"
 
 #include <math.h>
+#include <strings.h>
 
 void schedule_init(ldm_discrete_schedule *s, const float *ac) {
     s->alphas_cumprod = ac;
@@ -59,6 +60,20 @@ ldm_status schedule_sigmas(const ldm_discrete_schedule *s, ldm_scheduler_kind ki
             float b = max_inv + ramp * (min_inv - max_inv);
             out[i] = powf(b, 7.0f);
         }
+    } else if (kind == LDM_SCHED_EXPONENTIAL) {
+        /* get_sigmas_exponential: linspace(log(sigma_max), log(sigma_min), n).exp(), float32
+         * (the logs are taken in double by Python's math.log). */
+        float lmax = (float)log((double)s->sigmas[LDM_TRAIN_STEPS - 1]), lmin = (float)log((double)s->sigmas[0]);
+        for (int i = 0; i < steps; i++) out[i] = expf(linspace_at(lmax, lmin, steps, i));
+    } else if (kind == LDM_SCHED_SIMPLE) {
+        /* ComfyUI simple_scheduler: sigmas[-(1 + int(x * len(sigmas) / steps))], x = 0..steps-1. */
+        double ss = (double)LDM_TRAIN_STEPS / (double)steps;
+        for (int i = 0; i < steps; i++) out[i] = s->sigmas[LDM_TRAIN_STEPS - 1 - (int)((double)i * ss)];
+    } else if (kind == LDM_SCHED_SGM_UNIFORM) {
+        /* ComfyUI normal_scheduler(sgm=True): t = linspace(999, 0, steps + 1)[:-1], sigma(t) by
+         * log-linear interpolation of the table (as t_to_sigma). */
+        for (int i = 0; i < steps; i++)
+            out[i] = schedule_t_to_sigma(s, linspace_at((float)(LDM_TRAIN_STEPS - 1), 0.0f, steps + 1, i));
     } else {
         return ldm_fail(LDM_ERR_INVALID_ARG, "unknown scheduler %d", (int)kind);
     }
@@ -72,4 +87,32 @@ int32_t schedule_ddim_timesteps(int32_t steps, int32_t *out) {
     int c = LDM_TRAIN_STEPS / steps, n = 0;
     for (int t = 0; t < LDM_TRAIN_STEPS; t += c) out[n++] = t + 1;
     return n;
+}
+
+/* Canonical names first, then the peers' spellings (A1111 "Schedule type" labels, ComfyUI
+ * scheduler names, stable-diffusion.cpp --schedule values). */
+static const struct {
+    const char *name;
+    ldm_scheduler_kind kind;
+} schedule_names[] = {
+    {"discrete", LDM_SCHED_DISCRETE},       {"karras", LDM_SCHED_KARRAS},
+    {"exponential", LDM_SCHED_EXPONENTIAL}, {"simple", LDM_SCHED_SIMPLE},
+    {"sgm_uniform", LDM_SCHED_SGM_UNIFORM}, {"normal", LDM_SCHED_DISCRETE},
+    {"uniform", LDM_SCHED_DISCRETE},        {"sgm-uniform", LDM_SCHED_SGM_UNIFORM},
+    {"sgm uniform", LDM_SCHED_SGM_UNIFORM},
+};
+
+bool schedule_find(const char *name, ldm_scheduler_kind *kind) {
+    if (!name) return false;
+    for (size_t i = 0; i < sizeof schedule_names / sizeof schedule_names[0]; i++) {
+        if (strcasecmp(schedule_names[i].name, name) == 0) {
+            *kind = schedule_names[i].kind;
+            return true;
+        }
+    }
+    return false;
+}
+
+const char *schedule_name(ldm_scheduler_kind kind) {
+    return (int)kind >= 0 && (int)kind < LDM_SCHED_COUNT ? schedule_names[kind].name : NULL;
 }

@@ -50,6 +50,7 @@ static ldm_tensor *mlp(clip_run *r, const ldm_tensor *x, int layer) {
 
 ldm_status clip_text_forward(ldm_exec *ex, const ldm_model *m, const int32_t *ids, int32_t n, int32_t clip_skip,
                              float *out, float *hidden) {
+    if (m->clip.kind == CLIP_KIND_OPENCLIP) return openclip_text_forward(ex, m, ids, n, clip_skip, out, hidden);
     clip_run run = {ex, m}, *r = &run;
     const clip_config *c = &m->clip;
     const int64_t L = c->n_pos, D = c->width;

@@ -20,8 +20,9 @@
 typedef struct {
     ldm_exec *ex;
     const ldm_model *m;
-    const ldm_tensor *context;  /* [n, tokens, context_dim] */
-    const ldm_tensor *emb_silu; /* SiLU(time_embed(t)), [n, 4*model_channels] */
+    const ldm_tensor *context;  /* [n, tokens, context_dim], NULL without cross-attention */
+    const ldm_tensor *emb_silu; /* SiLU(time_embed(t) [+ label_emb(y)]), [n, 4*model_channels] */
+    bool attn1_on_context;      /* the current level's disable_self_attentions */
 } unet_run;
 
 #define W(...) model_weightf(r->m, &r->ex->status, __VA_ARGS__)
@@ -90,7 +91,8 @@ static ldm_tensor *transformer_block(unet_run *r, ldm_tensor *x, int heads, cons
     char sub[320];
     ldm_tensor *h = op_layer_norm(ex, x, W("%snorm1.weight", p), W("%snorm1.bias", p), 1e-5f);
     snprintf(sub, sizeof sub, "%sattn1.", p);
-    ldm_tensor *a = cross_attention(r, h, h, heads, sub);
+    /* Stability BasicTransformerBlock: attn1(norm1(x), context if disable_self_attn else None). */
+    ldm_tensor *a = cross_attention(r, h, r->attn1_on_context ? r->context : h, heads, sub);
     op_free(ex, h);
     x = op_add_into(ex, x, a);
     h = op_layer_norm(ex, x, W("%snorm2.weight", p), W("%snorm2.bias", p), 1e-5f);
@@ -115,7 +117,8 @@ static ldm_tensor *spatial_transformer(unet_run *r, const ldm_tensor *x, const c
     const unet_config *u = &r->m->unet;
     if (!x) return NULL;
     int64_t C = x->ne[1], H = x->ne[2], Wd = x->ne[3];
-    int heads = u->num_heads > 0 ? u->num_heads : (int)(C / u->num_head_channels);
+    /* openaimodel.py: num_head_channels, when set, gives heads = ch / num_head_channels (SD 2.x). */
+    int heads = u->num_head_channels > 0 ? (int)(C / u->num_head_channels) : u->num_heads;
     ldm_tensor *h = op_group_norm(ex, x, W("%snorm.weight", p), W("%snorm.bias", p), GN_GROUPS, 1e-6f, 0);
     ldm_tensor *t;
     if (u->linear_proj) {
@@ -152,6 +155,36 @@ static ldm_tensor *spatial_transformer(unet_run *r, const ldm_tensor *x, const c
     return y;
 }
 
+/* openaimodel AttentionBlock with QKVAttentionLegacy (LDM-SR): GroupNorm(32, eps 1e-5), qkv
+ * conv1d, attention per head with scale ch^-1/2 (applied as ch^-1/4 to q and k upstream),
+ * proj_out conv1d, residual; no context. The qkv rows were regrouped head-major at load time
+ * (model_ldm.c) so q, k and v are one linear each. */
+static ldm_tensor *legacy_attention(unet_run *r, const ldm_tensor *x, const char *p) {
+    ldm_exec *ex = r->ex;
+    const unet_config *u = &r->m->unet;
+    if (!x) return NULL;
+    int64_t C = x->ne[1], H = x->ne[2], Wd = x->ne[3];
+    int heads = u->num_head_channels > 0 ? (int)(C / u->num_head_channels) : u->num_heads;
+    ldm_tensor *h = op_group_norm(ex, x, W("%snorm.weight", p), W("%snorm.bias", p), GN_GROUPS, 1e-5f, 0);
+    ldm_tensor *t = op_to_nlc(ex, h);
+    op_free(ex, h);
+    ldm_tensor *q = op_linear(ex, t, W("%sqkv.q.weight", p), W("%sqkv.q.bias", p));
+    ldm_tensor *k = op_linear(ex, t, W("%sqkv.k.weight", p), W("%sqkv.k.bias", p));
+    ldm_tensor *v = op_linear(ex, t, W("%sqkv.v.weight", p), W("%sqkv.v.bias", p));
+    op_free(ex, t);
+    ldm_tensor *a = op_attention(ex, q, k, v, heads, 1.0f / sqrtf((float)(C / heads)), 0);
+    op_free(ex, q);
+    op_free(ex, k);
+    op_free(ex, v);
+    ldm_tensor *o = op_linear(ex, a, W("%sproj_out.linear", p), W("%sproj_out.bias", p));
+    op_free(ex, a);
+    ldm_tensor *on = op_to_nchw(ex, o, H, Wd);
+    op_free(ex, o);
+    ldm_tensor *y = op_add(ex, x, on);
+    op_free(ex, on);
+    return y;
+}
+
 /* One input/output/middle block: ResBlock then, when present, the transformer. Keeps x. */
 static ldm_tensor *res_attn_block(unet_run *r, const ldm_tensor *x, const char *block) {
     char p[256];
@@ -159,7 +192,7 @@ static ldm_tensor *res_attn_block(unet_run *r, const ldm_tensor *x, const char *
     ldm_tensor *h = res_block(r, x, p);
     if (model_has(r->m, "%s1.norm.weight", block)) {
         snprintf(p, sizeof p, "%s1.", block);
-        ldm_tensor *t = spatial_transformer(r, h, p);
+        ldm_tensor *t = r->m->unet.legacy_attn ? legacy_attention(r, h, p) : spatial_transformer(r, h, p);
         op_free(r->ex, h);
         h = t;
     }
@@ -179,8 +212,20 @@ static ldm_tensor *upsample(unet_run *r, ldm_tensor *x, int idx) {
 
 ldm_status unet_forward(ldm_exec *ex, const ldm_model *m, int32_t n, int32_t h, int32_t w, const float *x,
                         const float *t, int32_t tokens, const float *context, float *out) {
+    return unet_forward_ex(ex, m, n, h, w, x, t, NULL, tokens, context, out);
+}
+
+ldm_status unet_forward_ex(ldm_exec *ex, const ldm_model *m, int32_t n, int32_t h, int32_t w, const float *x,
+                           const float *t, const int32_t *labels, int32_t tokens, const float *context, float *out) {
     const unet_config *u = &m->unet;
-    unet_run run = {ex, m, NULL, NULL}, *r = &run;
+    unet_run run = {ex, m, NULL, NULL, false}, *r = &run;
+    if (u->num_classes > 0 && !labels)
+        return ldm_fail(LDM_ERR_INVALID_ARG, "this UNet is class-conditional (label_emb): labels are required");
+    for (int i = 0; labels && i < n; i++)
+        if (labels[i] < 0 || labels[i] >= u->num_classes)
+            return ldm_fail(LDM_ERR_INVALID_ARG, "class label %d out of range 0..%d", labels[i], u->num_classes - 1);
+    if (u->context_dim > 0 && (!context || tokens < 1))
+        return ldm_fail(LDM_ERR_INVALID_ARG, "this UNet cross-attends: a context is required");
     int mc = u->model_channels;
     int down = 1 << (u->n_levels - 1);
     if (h % down || w % down)
@@ -196,9 +241,11 @@ ldm_status unet_forward(ldm_exec *ex, const ldm_model *m, int32_t n, int32_t h, 
     op_free(ex, e1);
     ldm_tensor *emb = op_linear(ex, e1s, W(P "time_embed.2.weight"), W(P "time_embed.2.bias"));
     op_free(ex, e1s);
+    if (u->num_classes > 0) /* openaimodel: emb = emb + self.label_emb(y) (x4 upscaler: noise level) */
+        emb = op_add_into(ex, emb, op_embedding(ex, W(P "label_emb.weight"), labels, n));
     r->emb_silu = op_unary(ex, LDM_UNARY_SILU, emb);
     op_free(ex, emb);
-    ldm_tensor *ctx = op_from_host(ex, 3, (int64_t[]){n, tokens, u->context_dim}, context);
+    ldm_tensor *ctx = u->context_dim > 0 ? op_from_host(ex, 3, (int64_t[]){n, tokens, u->context_dim}, context) : NULL;
     r->context = ctx;
 
     /* Input blocks, keeping every output for the skip connections. */
@@ -212,6 +259,7 @@ ldm_status unet_forward(ldm_exec *ex, const ldm_model *m, int32_t n, int32_t h, 
     op_free(ex, xin);
     int idx = 1;
     for (int level = 0; level < u->n_levels; level++) {
+        r->attn1_on_context = u->attn1_on_context[level];
         for (int i = 0; i < u->num_res_blocks; i++, idx++) {
             char block[128];
             snprintf(block, sizeof block, P "input_blocks.%d.", idx);
@@ -229,7 +277,9 @@ ldm_status unet_forward(ldm_exec *ex, const ldm_model *m, int32_t n, int32_t h, 
     /* Middle block. */
     ldm_tensor *hm = res_block(r, skips[ns - 1], P "middle_block.0.");
     if (model_has(m, P "middle_block.1.norm.weight")) {
-        ldm_tensor *tm = spatial_transformer(r, hm, P "middle_block.1.");
+        r->attn1_on_context = u->attn1_on_context_mid;
+        ldm_tensor *tm = u->legacy_attn ? legacy_attention(r, hm, P "middle_block.1.")
+                                        : spatial_transformer(r, hm, P "middle_block.1.");
         op_free(ex, hm);
         hm = tm;
     }
@@ -240,6 +290,7 @@ ldm_status unet_forward(ldm_exec *ex, const ldm_model *m, int32_t n, int32_t h, 
     /* Output blocks: concatenate the matching skip, ResBlock (+ transformer), upsample. */
     idx = 0;
     for (int level = u->n_levels - 1; level >= 0; level--) {
+        r->attn1_on_context = u->attn1_on_context[level];
         for (int i = 0; i <= u->num_res_blocks; i++, idx++) {
             ldm_tensor *skip = skips[--ns];
             ldm_tensor *cat = op_concat(ex, hcur, skip);

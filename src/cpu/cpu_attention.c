@@ -1,11 +1,23 @@
-/* Multi-head attention, tiled over query rows so that no Lq x Lk score matrix is ever built.
+/* Multi-head attention without any Lq x Lk score matrix.
  *
- * For each (batch, head, tile of query rows): S = scale * Q K^T (sgemm reading the head's columns
- * of q and k in place through the leading dimension, no packing), the causal mask and a row softmax
- * (max subtracted, exp, sum), O = P V (sgemm writing straight into y's head columns), then each row
- * of O is divided by its softmax sum. */
+ * Default (flash-style, on the backend's GEMM micro-kernel): per (batch, head), K is packed once
+ * as A micro-panels (keys x D) and V^T as A micro-panels (D x keys). Each task takes NR queries
+ * (the kernel's column width) and walks the keys in chunks of KEY_CHUNK:
+ *   S^T = K_chunk (scale Q)^T       [keys x NR]: the kernel's C tile layout is exactly the packed
+ *                                   B layout the second product needs, so nothing is repacked;
+ *   online softmax down the columns (one query per column: max and sum are vector ops across
+ *   keys, no horizontal reductions), rescaling the running output by exp(m_old - m_new);
+ *   O^T += V^T_chunk P^T            [D x NR], k = the chunk's keys.
+ * At the end y[q, head] = O^T[:, q] / l[q]. Per thread: NR x KEY_CHUNK scores plus D x NR
+ * outputs, whatever L is. Cross-attention (77 keys) is one chunk: one GEMM pair per query block.
+ *
+ * With LDM_CPU_GEMM=openblas: tiles of query rows, S = scale Q K^T by cblas_sgemm (the head's
+ * columns read in place), row softmax, O = P V, rows divided by their sums. */
+#include "cpu_gemm.h"
 #include "cpu_internal.h"
 #include "cpu_math.h"
+
+#include <math.h>
 
 #include <cblas.h>
 #include <omp.h>
@@ -58,6 +70,159 @@ static void attn_task(const attn_geom *g, const float *q, const float *k, const 
     }
 }
 
+/* ---------------------------------------------------------------------------------------- */
+/* Flash-style path                                                                          */
+/* ---------------------------------------------------------------------------------------- */
+
+#define KEY_CHUNK 512 /* keys per chunk: NR x 512 scores = 64 KiB at NR = 32 (L2-resident) */
+
+typedef struct flash_geom {
+    const cpu_gemm_impl *im;
+    int64_t b, lq, lk, h, d, hd;
+    float scale;
+    int causal;
+    int64_t kp_floats, vp_floats; /* packed K and V^T per (batch, head) */
+    int64_t qblocks;
+    int64_t chunk;                /* keys per chunk: KEY_CHUNK rounded down to a multiple of MR */
+    float *packed;                /* [b * h] x (kp + vp) */
+} flash_geom;
+
+/* Column softmax pass over rows [0, rows) of s (NR columns): running max m, sum l, correction
+ * factors corr (exp(m_old - m_new)); s becomes P. first: no previous state. Causal: key index
+ * key0 + r is masked for query q0 + j < key0 + r. */
+LDM_CPU_CLONES static void flash_softmax(float *s, int64_t rows, int nr, float *m, float *l, float *corr, int first,
+                                         int causal, int64_t key0, int64_t q0) {
+    float cm[64];
+    for (int j = 0; j < nr; j++) cm[j] = -INFINITY;
+    for (int64_t r = 0; r < rows; r++) {
+        float *sr = s + r * nr;
+        if (causal) {
+            const int64_t key = key0 + r;
+            for (int j = 0; j < nr; j++)
+                if (q0 + j < key) sr[j] = -INFINITY;
+        }
+        for (int j = 0; j < nr; j++) cm[j] = sr[j] > cm[j] ? sr[j] : cm[j];
+    }
+    for (int j = 0; j < nr; j++) {
+        /* a column whose keys are all masked in this chunk keeps its state (causal only) */
+        float mn = first ? cm[j] : (cm[j] > m[j] ? cm[j] : m[j]);
+        corr[j] = first ? 0.0f : (mn == m[j] ? 1.0f : cpu_expf(m[j] - mn));
+        m[j] = mn;
+        cm[j] = 0.0f; /* reused as the chunk's column sums */
+    }
+    for (int64_t r = 0; r < rows; r++) {
+        float *sr = s + r * nr;
+#pragma omp simd
+        for (int j = 0; j < nr; j++) {
+            /* exp(-inf - m) must be an exact 0 (cpu_expf clamps its argument) */
+            float e = cpu_expf(sr[j] - m[j]);
+            e = sr[j] == -INFINITY ? 0.0f : e;
+            sr[j] = e;
+            cm[j] += e;
+        }
+    }
+    for (int j = 0; j < nr; j++) l[j] = first ? cm[j] : l[j] * corr[j] + cm[j];
+}
+
+static void flash_pack(const flash_geom *g, const float *k, const float *v, int64_t bh) {
+    const cpu_gemm_impl *im = g->im;
+    const int64_t bb = bh / g->h, hh = bh % g->h;
+    float *kp = g->packed + bh * (g->kp_floats + g->vp_floats), *vp = kp + g->kp_floats;
+    const float *K = k + bb * g->lk * g->hd + hh * g->d, *V = v + bb * g->lk * g->hd + hh * g->d;
+    /* K as A: rows = keys, k = d (rows contiguous); V^T as A: rows = d, k = keys (columns contiguous) */
+    cpu_gemm_mat KA = {LDM_DT_F32, K, g->hd, 1, 0, 1.0f}, VA = {LDM_DT_F32, V, 1, g->hd, 0, 1.0f};
+    cpu_gemm_pack_a(im, &KA, K, 0, g->lk, 0, g->d, kp);
+    cpu_gemm_pack_a(im, &VA, V, 0, g->d, 0, g->lk, vp);
+}
+
+/* One task: NR queries of one (batch, head). buf: d*NR (Q^T) + KEY_CHUNK*NR (S) + dpad*NR (O^T)
+ * + 3*NR floats. */
+static void flash_task(const flash_geom *g, const float *q, float *y, int64_t task, float *buf) {
+    const cpu_gemm_impl *im = g->im;
+    const int MR = im->mr, NR = im->nr;
+    const int64_t bh = task / g->qblocks, qb = task % g->qblocks, bb = bh / g->h, hh = bh % g->h;
+    const int64_t q0 = qb * NR, nq = LDM_MIN((int64_t)NR, g->lq - q0);
+    const int64_t dpad = (g->d + MR - 1) / MR * MR;
+    const float *kp = g->packed + bh * (g->kp_floats + g->vp_floats), *vp = kp + g->kp_floats;
+    float *qt = buf, *s = qt + g->d * NR, *o = s + (int64_t)KEY_CHUNK * NR, *m = o + dpad * NR, *l = m + NR,
+          *corr = l + NR;
+    /* Q^T (scaled) as one B micro-panel: k = d, columns = queries */
+    const float *Q = q + (bb * g->lq + q0) * g->hd + hh * g->d;
+    cpu_gemm_mat QB = {LDM_DT_F32, Q, 1, g->hd, 0, g->scale};
+    cpu_gemm_pack_b(im, &QB, Q, 0, g->d, 0, nq, qt);
+    const int64_t lk = g->causal ? LDM_MIN(g->lk, q0 + nq) : g->lk;
+    for (int64_t c0 = 0; c0 < lk; c0 += g->chunk) {
+        const int64_t rows = LDM_MIN(g->chunk, lk - c0);
+        const int first = c0 == 0;
+        /* S^T = K_chunk Q^T: K panels start at key c0 (a multiple of MR) */
+        for (int64_t r = 0; r < rows; r += MR)
+            im->kernel(g->d, kp + (c0 + r) * g->d, qt, s + r * NR, NR, (int)LDM_MIN((int64_t)MR, rows - r), NR, 0, NULL,
+                       NULL);
+        flash_softmax(s, rows, NR, m, l, corr, first, g->causal, c0, q0);
+        if (!first) {
+            for (int64_t dd = 0; dd < g->d; dd++) {
+                float *od = o + dd * NR;
+                for (int j = 0; j < NR; j++) od[j] *= corr[j];
+            }
+        }
+        /* O^T += V^T_chunk P^T: the V^T panel of rows dp.. starts its keys at c0 * MR */
+        for (int64_t dp = 0; dp < g->d; dp += MR)
+            im->kernel(rows, vp + dp * g->lk + c0 * MR, s, o + dp * NR, NR, (int)LDM_MIN((int64_t)MR, g->d - dp), NR,
+                       first ? 0 : CPU_GEMM_LOAD_C, NULL, NULL);
+    }
+    float *Y = y + (bb * g->lq + q0) * g->hd + hh * g->d;
+    for (int64_t j = 0; j < nq; j++) {
+        const float inv = 1.0f / l[j];
+        float *yr = Y + j * g->hd;
+        for (int64_t dd = 0; dd < g->d; dd++) yr[dd] = o[dd * NR + j] * inv;
+    }
+}
+
+static ldm_status attention_flash(ldm_backend *be, const ldm_tensor *q, const ldm_tensor *k, const ldm_tensor *v,
+                                  int32_t heads, float scale, int32_t causal, ldm_tensor *y) {
+    flash_geom g;
+    g.im = cpu_gemm_get_impl();
+    const int MR = g.im->mr, NR = g.im->nr;
+    g.b = q->ne[0];
+    g.lq = q->ne[1];
+    g.lk = k->ne[1];
+    g.h = heads;
+    g.hd = q->ne[2];
+    g.d = g.hd / heads;
+    g.scale = scale;
+    g.causal = causal != 0;
+    const int64_t lkpad = (g.lk + MR - 1) / MR * MR, dpad = (g.d + MR - 1) / MR * MR;
+    g.kp_floats = lkpad * g.d;
+    g.vp_floats = dpad * g.lk;
+    g.qblocks = (g.lq + NR - 1) / NR;
+    g.chunk = KEY_CHUNK / MR * MR;
+    const int64_t bh = g.b * g.h, tasks = bh * g.qblocks;
+    g.packed = cpu_alloc((size_t)(bh * (g.kp_floats + g.vp_floats)), sizeof(float), "attention packed K/V");
+    if (!g.packed) return LDM_ERR_NO_MEMORY;
+    const size_t per = (size_t)((g.d + KEY_CHUNK + dpad + 3) * NR);
+    const int nt = cpu_threads(be);
+    const int ntp = (int)LDM_MIN((int64_t)nt, bh);
+    const int ntt = (int)LDM_MIN((int64_t)nt, tasks);
+    const float *kd = k->data, *vd = v->data, *qd = q->data;
+    float *yd = y->data;
+#pragma omp parallel for num_threads(ntp) schedule(dynamic, 1)
+    for (int64_t i = 0; i < bh; i++) flash_pack(&g, kd, vd, i);
+    int failed = 0;
+#pragma omp parallel num_threads(ntt)
+    {
+        float *buf = cpu_gemm_thread_buffer(per);
+        if (!buf) {
+#pragma omp atomic write
+            failed = 1;
+        }
+#pragma omp for schedule(dynamic, 1)
+        for (int64_t t = 0; t < tasks; t++)
+            if (buf) flash_task(&g, qd, yd, t, buf);
+    }
+    cpu_free(g.packed);
+    return failed ? ldm_fail(LDM_ERR_NO_MEMORY, "attention: cannot allocate scratch") : LDM_OK;
+}
+
 ldm_status cpu_attention(ldm_backend *be, const ldm_tensor *q, const ldm_tensor *k, const ldm_tensor *v,
                          int32_t heads, float scale, int32_t causal, ldm_tensor *y) {
     const char *op = "attention";
@@ -88,6 +253,8 @@ ldm_status cpu_attention(ldm_backend *be, const ldm_tensor *q, const ldm_tensor 
     g.causal = causal != 0;
     if (g.lq > INT32_MAX || g.lk > INT32_MAX || g.hd > INT32_MAX)
         return ldm_fail(LDM_ERR_INVALID_ARG, "attention: dimensions exceed the BLAS index range");
+
+    if (!cpu_gemm_use_openblas()) return attention_flash(be, q, k, v, heads, scale, causal, y);
 
     const int nt = (int)LDM_MIN(cpu_threads(be), LDM_CPU_MAX_BLAS_CALLERS);
     /* Query tile: its score block (tq x Lk floats) stays within LDM_CPU_ATTN_TILE_BYTES per

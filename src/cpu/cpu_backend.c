@@ -13,6 +13,7 @@
  * OpenBLAS's thread count is process-global (openblas_set_num_threads): the backend sets it to 1
  * before its sgemm calls (cpu_blas_set_threads), which also affects any other OpenBLAS user in
  * the process. It changes speed only, never results. */
+#include "cpu_gemm.h"
 #include "cpu_internal.h"
 #include "cpu_math.h"
 
@@ -68,6 +69,18 @@ void cpu_blas_set_threads(int n) {
 
 void cpu_sgemm(int n_threads, bool trans_b, int64_t m, int64_t n, int64_t k, float alpha, const float *a,
                int64_t lda, const float *b, int64_t ldb, float beta, float *c, int64_t ldc) {
+    if (!cpu_gemm_use_openblas() && (beta == 0.0f || beta == 1.0f)) {
+        cpu_gemm_mat B = {LDM_DT_F32, b, trans_b ? 1 : ldb, trans_b ? ldb : 1, 0, 1.0f};
+        cpu_gemm_args g = {.m = m, .n = n, .k = k, .batch = 1, .A = {LDM_DT_F32, a, lda, 1, 0, alpha}, .B = &B,
+                           .C = c, .ldc = ldc, .accumulate = beta == 1.0f};
+        if (cpu_gemm(n_threads, &g) == LDM_OK) return;
+        /* out of memory for the pack buffers: OpenBLAS needs none of ours */
+    }
+    cpu_sgemm_openblas(n_threads, trans_b, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
+}
+
+void cpu_sgemm_openblas(int n_threads, bool trans_b, int64_t m, int64_t n, int64_t k, float alpha, const float *a,
+                        int64_t lda, const float *b, int64_t ldb, float beta, float *c, int64_t ldc) {
     const CBLAS_TRANSPOSE tb = trans_b ? CblasTrans : CblasNoTrans;
     /* Split the larger side of C: every thread packs all of the other operand, so this
      * minimises the redundant packing. Blocks of at least 64 rows/columns (fewer threads for

@@ -1,5 +1,10 @@
-/* conv2d: im2col + sgemm, tiled over the flattened output positions so that the column buffer
- * never exceeds LDM_CPU_CONV_COL_BYTES; a 1x1 stride-1 unpadded conv is a plain sgemm. */
+/* conv2d. Default: implicit GEMM on the backend's own GEMM (cpu_gemm.h): the weight [cout, K]
+ * is the A operand (widened from F16/BF16 while packed), the input is packed straight from the
+ * image into B micro-panels (no column matrix), the bias is added in the kernel's epilogue; a
+ * 1x1 stride-1 unpadded conv reads the image as a dense [cin, H*W] B.
+ * With LDM_CPU_GEMM=openblas: im2col + cblas_sgemm, tiled over the flattened output positions so
+ * that the column buffer never exceeds LDM_CPU_CONV_COL_BYTES. */
+#include "cpu_gemm.h"
 #include "cpu_internal.h"
 
 #include <cblas.h>
@@ -113,11 +118,38 @@ static ldm_status conv_check(const ldm_tensor *x, const ldm_tensor *w, const ldm
     return cpu_check_no_alias(op, y, x);
 }
 
+static ldm_status conv2d_gemm(ldm_backend *be, const conv_geom *g, const ldm_tensor *x, const ldm_tensor *w,
+                              const ldm_tensor *b, ldm_tensor *y) {
+    const int nt = cpu_threads(be);
+    cpu_weight bf;
+    ldm_status st = cpu_weight_get("conv2d", b, 1, &bf);
+    if (st) return st;
+    cpu_gemm_args a = {.m = g->cout, .n = g->p, .k = g->k, .batch = g->n};
+    a.A = (cpu_gemm_mat){w->dtype, w->data, g->k, 1, 0, 1.0f};
+    cpu_gemm_mat B;
+    cpu_gemm_conv cv;
+    if (g->kh == 1 && g->kw == 1 && g->s == 1 && g->pt == 0 && g->pl == 0 && g->oh == g->h && g->ow == g->w) {
+        B = (cpu_gemm_mat){LDM_DT_F32, x->data, g->p, 1, g->cin * g->p, 1.0f};
+        a.B = &B;
+    } else {
+        cv = (cpu_gemm_conv){x->data, g->cin, g->h, g->w, g->kh, g->kw, g->s, g->pt, g->pl, g->oh, g->ow};
+        a.Bconv = &cv;
+    }
+    a.C = y->data;
+    a.ldc = g->p;
+    a.c_batch_stride = g->cout * g->p;
+    a.bias_m = bf.p;
+    st = cpu_gemm(nt, &a);
+    cpu_weight_release(&bf);
+    return st;
+}
+
 ldm_status cpu_conv2d(ldm_backend *be, const ldm_tensor *x, const ldm_tensor *w, const ldm_tensor *b,
                       const ldm_conv2d_params *p, ldm_tensor *y) {
     conv_geom g;
     ldm_status st = conv_check(x, w, b, p, y, &g);
     if (st) return st;
+    if (!cpu_gemm_use_openblas()) return conv2d_gemm(be, &g, x, w, b, y);
     const int nt = cpu_threads(be);
     cpu_weight wf, bf;
     if ((st = cpu_weight_get("conv2d", w, nt, &wf))) return st;
@@ -139,7 +171,7 @@ ldm_status cpu_conv2d(ldm_backend *be, const ldm_tensor *x, const ldm_tensor *w,
 #pragma omp parallel for num_threads(g.cout * g.p >= 65536 ? nt : 1) schedule(static)
                 for (int64_t co = 0; co < g.cout; co++) fill_bias(yn + co * g.p, g.p, 1, g.p, B + co);
             }
-            cpu_sgemm(nt, false, g.cout, g.p, g.cin, 1.0f, W, g.cin, xd + n * img_in, g.p, beta, yn, g.p);
+            cpu_sgemm_openblas(nt, false, g.cout, g.p, g.cin, 1.0f, W, g.cin, xd + n * img_in, g.p, beta, yn, g.p);
         }
         goto done;
     }
@@ -213,7 +245,7 @@ ldm_status cpu_conv2d(ldm_backend *be, const ldm_tensor *x, const ldm_tensor *w,
                         for (int64_t co = 0; co < g.cout; co++) fill_bias(yn + co * g.p + p0, g.p, 1, cnt, B + co);
                     }
                 }
-                cpu_sgemm(nt, false, g.cout, cnt, g.k, 1.0f, W, g.k, col, cnt, beta, yn + p0, g.p);
+                cpu_sgemm_openblas(nt, false, g.cout, cnt, g.k, 1.0f, W, g.k, col, cnt, beta, yn + p0, g.p);
             }
         }
         cpu_free(col);

@@ -37,10 +37,15 @@ LDM_INTERNAL void cpu_free(void *p);
 LDM_INTERNAL void cpu_blas_set_threads(int n);
 
 /* Row-major C[m, n] = alpha * A[m, k] op(B) + beta * C, op(B) = B[k, n] or, with trans_b, B[n, k]^T,
- * on n_threads threads: C is split into row or column blocks, one single-threaded sgemm each
- * inside an OpenMP region. */
+ * on n_threads threads: the backend's own GEMM (cpu_gemm.h) for beta 0 or 1, else (and with
+ * LDM_CPU_GEMM=openblas) cpu_sgemm_openblas. */
 LDM_INTERNAL void cpu_sgemm(int n_threads, bool trans_b, int64_t m, int64_t n, int64_t k, float alpha, const float *a,
                             int64_t lda, const float *b, int64_t ldb, float beta, float *c, int64_t ldc);
+/* The same through OpenBLAS: C split into row or column blocks, one single-threaded cblas_sgemm
+ * each inside an OpenMP region. */
+LDM_INTERNAL void cpu_sgemm_openblas(int n_threads, bool trans_b, int64_t m, int64_t n, int64_t k, float alpha,
+                                     const float *a, int64_t lda, const float *b, int64_t ldb, float beta, float *c,
+                                     int64_t ldc);
 
 /* ---- argument checks: each returns LDM_OK or ldm_fail(LDM_ERR_INVALID_ARG, "<op>: ...") ---- */
 

@@ -1,4 +1,7 @@
-/* linear: y[M, out] = x[M, in] w[out, in]^T + b, one sgemm. */
+/* linear: y[M, out] = x[M, in] w[out, in]^T + b, one GEMM: the backend's own (the weight read
+ * as the transposed B operand in its file dtype, widened while packed; the bias added in the
+ * kernel's epilogue), or with LDM_CPU_GEMM=openblas an F32 copy of the weight and cblas_sgemm. */
+#include "cpu_gemm.h"
 #include "cpu_internal.h"
 
 #include <cblas.h>
@@ -29,6 +32,15 @@ ldm_status cpu_linear(ldm_backend *be, const ldm_tensor *x, const ldm_tensor *w,
 
     const int nt = cpu_threads(be);
     cpu_weight wf, bf;
+    if (!cpu_gemm_use_openblas()) {
+        if ((st = cpu_weight_get(op, b, 1, &bf))) return st;
+        cpu_gemm_mat B = {w->dtype, w->data, 1, in, 0, 1.0f};
+        cpu_gemm_args a = {.m = m, .n = out, .k = in, .batch = 1, .A = {LDM_DT_F32, x->data, in, 1, 0, 1.0f}, .B = &B,
+                           .C = y->data, .ldc = out, .bias_n = bf.p};
+        st = cpu_gemm(nt, &a);
+        cpu_weight_release(&bf);
+        return st;
+    }
     if ((st = cpu_weight_get(op, w, nt, &wf))) return st;
     if ((st = cpu_weight_get(op, b, nt, &bf))) {
         cpu_weight_release(&wf);
@@ -41,7 +53,7 @@ ldm_status cpu_linear(ldm_backend *be, const ldm_tensor *x, const ldm_tensor *w,
 #pragma omp parallel for num_threads(nt2) schedule(static)
         for (int64_t i = 0; i < m; i++) memcpy(yd + i * out, B, (size_t)out * sizeof(float));
     }
-    cpu_sgemm(nt, true, m, out, in, 1.0f, (const float *)x->data, in, wf.p, in, B ? 1.0f : 0.0f, yd, out);
+    cpu_sgemm_openblas(nt, true, m, out, in, 1.0f, (const float *)x->data, in, wf.p, in, B ? 1.0f : 0.0f, yd, out);
     cpu_weight_release(&wf);
     cpu_weight_release(&bf);
     return LDM_OK;
