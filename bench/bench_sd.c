@@ -21,6 +21,7 @@
 #include "core/context.h"
 #include "core/model.h"
 #include "core/nets.h"
+#include "cpu/cpu_gemm.h"
 #include "cpu/cpu_internal.h"
 
 #include <cblas.h>
@@ -468,8 +469,9 @@ static void gemm_once(const gemm_shape *g, int threads, int via_backend, const f
     }
 }
 
-/* GFLOP/s of C[m,n] = A[m,k] B; repeats until about min_s seconds (after one warm-up call). */
-static double sgemm_gflops(const gemm_shape *g, int threads, int via_backend, double min_s) {
+/* GFLOP/s of C[m,n] = A[m,k] B; repeats until about min_s seconds (after one warm-up call).
+ * *per_cpu (optional) receives GFLOP per second of process CPU time. */
+static double sgemm_gflops(const gemm_shape *g, int threads, int via_backend, double min_s, double *per_cpu) {
     float *a = xmalloc((size_t)g->m * g->k * sizeof(float));
     float *b = xmalloc((size_t)g->k * g->n * sizeof(float));
     float *c = xmalloc((size_t)g->m * g->n * sizeof(float));
@@ -477,16 +479,19 @@ static double sgemm_gflops(const gemm_shape *g, int threads, int via_backend, do
     fill_noise(b, (size_t)g->k * g->n, 2, 1.0f);
     gemm_once(g, threads, via_backend, a, b, c);
     int reps = 0;
-    double t0 = now_s(), t;
+    double t0 = now_s(), c0 = cpu_s(), t;
     do {
         gemm_once(g, threads, via_backend, a, b, c);
         reps++;
         t = now_s() - t0;
     } while (t < min_s || reps < 2);
+    double cpu = cpu_s() - c0;
     free(a);
     free(b);
     free(c);
-    return 2.0 * g->m * (double)g->n * g->k * reps / t / 1e9;
+    double gflop = 2.0 * g->m * (double)g->n * g->k * reps / 1e9;
+    if (per_cpu) *per_cpu = cpu > 0 ? gflop / cpu : 0;
+    return gflop / t;
 }
 
 /* ------------------------------------------------------------------------------------------ */
@@ -495,6 +500,7 @@ static double sgemm_gflops(const gemm_shape *g, int threads, int via_backend, do
 
 typedef struct timing {
     double mean, min, max, cpu_util; /* seconds; cpu_util = (user+sys CPU) / wall over the timed runs */
+    double cpu_per_run;              /* process CPU seconds (user+sys) per timed run */
     double first;                    /* the (last) untimed warm-up run, 0 without one */
     int reps;
 } timing;
@@ -523,7 +529,9 @@ static ldm_status time_runs(run_fn fn, void *arg, int warmup, int reps, timing *
     }
     out->reps = reps;
     out->mean = reps ? sum / reps : 0;
-    out->cpu_util = sum > 0 ? (cpu_s() - c0) / sum : 0;
+    double cpu = cpu_s() - c0;
+    out->cpu_util = sum > 0 ? cpu / sum : 0;
+    out->cpu_per_run = reps ? cpu / reps : 0;
     return LDM_OK;
 }
 
@@ -739,6 +747,8 @@ int main(int argc, char **argv) {
                    __builtin_cpu_supports("avx512f") ? "SkylakeX" : "Haswell");
     }
 #endif
+    printf("          backend GEMM: %s\n", cpu_gemm_use_openblas() ? "OpenBLAS (LDM_CPU_GEMM=openblas)"
+                                                                 : cpu_gemm_get_impl()->name);
     mem_mark("start");
 
     double t0 = now_s();
@@ -797,12 +807,12 @@ int main(int argc, char **argv) {
         {"attn QK^T 64x4096x40", 64, 4096, 40, 1},
     };
     const int n_gemms = (int)(sizeof gemms / sizeof gemms[0]);
-    double gemm_gf[8], gemm_be[8];
+    double gemm_gf[8], gemm_be[8], gemm_gf_cpu[8], gemm_be_cpu[8];
     for (int i = 0; i < n_gemms; i++) {
         /* the attention product runs single-threaded inside the backend (parallel over heads) */
         int attn = strncmp(gemms[i].what, "attn", 4) == 0;
-        gemm_gf[i] = sgemm_gflops(&gemms[i], attn ? 1 : threads, 0, 1.0);
-        gemm_be[i] = attn ? 0 : sgemm_gflops(&gemms[i], threads, 1, 1.0);
+        gemm_gf[i] = sgemm_gflops(&gemms[i], attn ? 1 : threads, 0, 1.0, &gemm_gf_cpu[i]);
+        gemm_be[i] = sgemm_gflops(&gemms[i], attn ? 1 : threads, 1, 1.0, &gemm_be_cpu[i]);
     }
     mem_mark("after sgemm");
 
@@ -853,7 +863,7 @@ int main(int argc, char **argv) {
         if (!st) {
             /* the sgemm reference again, right before the timed runs: on a shared machine the
              * load changes from minute to minute */
-            r->sgemm_before = sgemm_gflops(&gemms[0], threads, 0, 1.0);
+            r->sgemm_before = sgemm_gflops(&gemms[0], threads, 0, 1.0, NULL);
             memset(&pb.st, 0, sizeof pb.st);
             b.be = profile ? &pb.base : ctx->be;
             st = time_runs(run_unet, &b, 0, reps, &r->t);
@@ -932,13 +942,15 @@ int main(int argc, char **argv) {
     double load1 = loadavg1();
 
     /* ---- report ---- */
-    printf("\n== timings (%d thread(s); warm-up excluded; mean [min..max] of the timed runs; cpu = CPU time / wall) ==\n",
-           threads);
-    printf("%-34s %5s %9s %21s %6s %9s  %s\n", "phase", "reps", "mean s", "[min .. max] s", "cpu", "1st run",
-           "output check");
+    printf("\n== timings (%d thread(s); warm-up excluded; mean [min..max] of the timed runs; cpu = CPU time / wall,\n"
+           "   %d.00 = all threads busy the whole time; CPU s = process CPU seconds per run, which other load on\n"
+           "   the machine changes much less than the wall time) ==\n",
+           threads, threads);
+    printf("%-34s %4s %9s %21s %5s %8s %8s  %s\n", "phase", "reps", "mean s", "[min .. max] s", "cpu", "CPU s",
+           "1st run", "output check");
     if (!steps_only)
-        printf("%-34s %5d %9.3f [%8.3f .. %8.3f] %6.2f %9s  %s\n", "text encode (1 prompt, 77 tok)", t_text.reps,
-               t_text.mean, t_text.min, t_text.max, t_text.cpu_util, fmt_first(&t_text),
+        printf("%-34s %4d %9.3f [%8.3f .. %8.3f] %5.2f %8.2f %8s  %s\n", "text encode (1 prompt, 77 tok)", t_text.reps,
+               t_text.mean, t_text.min, t_text.max, t_text.cpu_util, t_text.cpu_per_run, fmt_first(&t_text),
                t_text.reps ? "ok" : "FAILED");
     for (int si = 0; si < n_sizes; si++) {
         unet_res *r = &ures[si];
@@ -948,8 +960,8 @@ int main(int argc, char **argv) {
             snprintf(chk, sizeof chk, "finite %.4f, mean|eps| %.3f", r->finite, r->mabs);
         else
             snprintf(chk, sizeof chk, "FAILED");
-        printf("%-34s %5d %9.3f [%8.3f .. %8.3f] %6.2f %9s  %s\n", what, r->t.reps, r->t.mean, r->t.min, r->t.max,
-               r->t.cpu_util, fmt_first(&r->t), chk);
+        printf("%-34s %4d %9.3f [%8.3f .. %8.3f] %5.2f %8.2f %8s  %s\n", what, r->t.reps, r->t.mean, r->t.min,
+               r->t.max, r->t.cpu_util, r->t.cpu_per_run, fmt_first(&r->t), chk);
     }
     if (!steps_only)
         for (int si = 0; si < n_sizes; si++) {
@@ -960,43 +972,49 @@ int main(int argc, char **argv) {
                 snprintf(chk, sizeof chk, "finite %.4f, mean|x| %.3f", r->finite, r->mabs);
             else
                 snprintf(chk, sizeof chk, "FAILED");
-            printf("%-34s %5d %9.3f [%8.3f .. %8.3f] %6.2f %9s  %s\n", what, r->t.reps, r->t.mean, r->t.min,
-                   r->t.max, r->t.cpu_util, fmt_first(&r->t), chk);
+            printf("%-34s %4d %9.3f [%8.3f .. %8.3f] %5.2f %8.2f %8s  %s\n", what, r->t.reps, r->t.mean, r->t.min,
+                   r->t.max, r->t.cpu_util, r->t.cpu_per_run, fmt_first(&r->t), chk);
         }
 
     printf("\n== UNet throughput (batch 2) vs OpenBLAS sgemm (%d thread(s)) ==\n", threads);
     printf("FLOPs = 2*MACs of every conv and linear + the attention matmuls QK^T and AV (norms, softmax,\n"
            "activations, biases, adds not counted), from the model's config and weight shapes.\n");
-    printf("%-10s %8s %8s %8s %8s %8s %9s %9s %9s %8s %8s\n", "size", "conv3x3", "conv1x1", "linear", "attn", "total",
-           "s/eval", "GFLOP/s", "best", "sgemm", "ratio");
+    printf("%-10s %8s %8s %8s %8s %8s %9s %8s %8s %9s %8s %6s\n", "size", "conv3x3", "conv1x1", "linear", "attn",
+           "total", "s/eval", "GFLOP/s", "best", "per-CPU-s", "sgemm", "ratio");
     for (int si = 0; si < n_sizes; si++) {
         unet_res *r = &ures[si];
         char sz[16];
         snprintf(sz, sizeof sz, "%dx%d", r->size, r->size);
         double gfs = r->ok && r->t.mean > 0 ? r->gflop / r->t.mean : 0;
         double best = r->ok && r->t.min > 0 ? r->gflop / r->t.min : 0;
-        printf("%-10s %8.1f %8.1f %8.1f %8.1f %8.1f %9.3f %9.1f %9.1f %8.1f %7.0f%%\n", sz, r->fc.f[K_CONV3] / 1e9,
+        double per_cpu = r->ok && r->t.cpu_per_run > 0 ? r->gflop / r->t.cpu_per_run : 0;
+        printf("%-10s %8.1f %8.1f %8.1f %8.1f %8.1f %9.3f %8.1f %8.1f %9.1f %8.1f %5.0f%%\n", sz, r->fc.f[K_CONV3] / 1e9,
                r->fc.f[K_CONV1] / 1e9, r->fc.f[K_LINEAR] / 1e9, r->fc.f[K_ATTN] / 1e9, r->gflop, r->t.mean, gfs, best,
-               r->sgemm_before, r->sgemm_before > 0 ? 100.0 * gfs / r->sgemm_before : 0);
+               per_cpu, r->sgemm_before, r->sgemm_before > 0 ? 100.0 * gfs / r->sgemm_before : 0);
         if (r->fc.missing) printf("  (%d weights missing from the count: the layout differs from unet.c's)\n", r->fc.missing);
     }
-    printf("(GFLOP: per evaluation of the batch of 2; GFLOP/s from the mean time, 'best' from the fastest run;\n"
-           " sgemm: 2048^3 GFLOP/s measured just before that size's timed runs; ratio = GFLOP/s / sgemm)\n");
-    printf("\nsgemm GFLOP/s (row-major, F32, warm, >= 1 s each; 'OpenBLAS': one call threaded by OpenBLAS;\n"
-           "'backend': cpu_sgemm, C split over OpenMP threads with single-threaded calls, as conv/linear run):\n");
-    printf("  %-28s %-24s %9s %9s\n", "shape", "M x N x K", "OpenBLAS", "backend");
+    printf("(GFLOP: per evaluation of the batch of 2; GFLOP/s from the mean time, 'best' from the fastest run,\n"
+           " per-CPU-s = GFLOP per CPU second of the process (x threads = the rate with the cores to itself);\n"
+           " sgemm: OpenBLAS 2048^3 GFLOP/s measured just before that size's timed runs; ratio = GFLOP/s / sgemm)\n");
+    printf("\nsgemm GFLOP/s (row-major, F32, warm, >= 1 s each, %d thread(s)): 'OpenBLAS' = one cblas_sgemm call threaded by\n"
+           "OpenBLAS; 'backend' = the CPU backend's cpu_sgemm (%s):\n", threads,
+           cpu_gemm_use_openblas() ? "OpenBLAS, LDM_CPU_GEMM=openblas" : cpu_gemm_get_impl()->name);
+    printf("  %-22s %-20s %9s %9s   %s\n", "shape", "M x N x K", "OpenBLAS", "backend",
+           "(per CPU-second: OpenBLAS, backend)");
     for (int i = 0; i < n_gemms; i++) {
-        char dims[48], be[16];
+        char dims[48];
         snprintf(dims, sizeof dims, "%dx%dx%d%s", gemms[i].m, gemms[i].n, gemms[i].k, gemms[i].trans_b ? " B^T" : "");
-        if (gemm_be[i] > 0)
-            snprintf(be, sizeof be, "%.1f", gemm_be[i]);
-        else
-            snprintf(be, sizeof be, "-");
-        printf("  %-28s %-24s %9.1f %9s%s\n", gemms[i].what, dims, gemm_gf[i], be,
-               strncmp(gemms[i].what, "attn", 4) == 0 ? "  (1 thread, as each attention task)" : "");
+        printf("  %-22s %-20s %9.1f %9.1f   (%.1f, %.1f)%s\n", gemms[i].what, dims, gemm_gf[i], gemm_be[i],
+               gemm_gf_cpu[i], gemm_be_cpu[i], strncmp(gemms[i].what, "attn", 4) == 0 ? " 1 thread" : "");
     }
-    printf("\nF16->F32 conversion of all UNet conv/linear weights (done inside every conv/linear call):\n"
-           "  %.3f s per UNet evaluation (%.2f GB of F32 written)\n", conv_s, conv_gb);
+    printf("\nF16->F32 conversion of all UNet conv/linear weights in one pass: %.3f s (%.2f GB of F32 written)\n",
+           conv_s, conv_gb);
+    if (cpu_gemm_use_openblas())
+        printf("  LDM_CPU_GEMM=openblas converts every F16 weight like this inside each conv/linear call: this is\n"
+               "  part of every UNet evaluation.\n");
+    else
+        printf("  (for reference: the backend's own GEMM widens F16 weights while packing them, with no separate\n"
+               "  pass; LDM_CPU_GEMM=openblas pays this inside every conv/linear call)\n");
 
     if (profile) {
         for (int si = 0; si < n_sizes; si++) {

@@ -342,9 +342,27 @@ typedef struct ldm_txt2img_params {
     ldm_progress_ex_fn progress_ex; /* optional: step, total, elapsed seconds; nonzero cancels */
     ldm_preview_fn preview;         /* optional: linear RGB preview of the denoised estimate */
     int32_t preview_interval;       /* preview every N steps and at the last one; default 1 */
+    /* Appended in the third layout (struct_size up to preview_interval still works): */
+    uint64_t max_memory; /* bytes the call may hold at its peak, as ldm_memory_estimate counts them;
+                            0 = no limit (default). Above it the VAE decodes in smaller tiles; when
+                            nothing fits the call fails with LDM_ERR_NO_MEMORY before any work */
+    int32_t vae_tile;    /* VAE decoder tile side in latent pixels (image pixels / 8): 0 = automatic
+                            (default: whole while the decoder needs under 1 GiB, about 640x640 for
+                            SD, else tiles; smaller when max_memory asks), -1 = never, > 0 = this */
 } ldm_txt2img_params;
 
 LDM_API void ldm_txt2img_params_init(ldm_txt2img_params *params);
+
+/* The peak memory in bytes that ldm_txt2img(ctx, model, params) is expected to hold: the
+ * process baseline, the weights of the stage running (the pipeline drops the memory-mapped
+ * pages of the text encoder and of the UNet once they are done), that stage's activations
+ * (measured by walking the networks at the requested size without computing) and the buffers.
+ * Counts the CPU backend's resident memory (what /usr/bin/time -v reports as the maximum RSS);
+ * with the Vulkan backend the activations are device memory instead. Honours max_memory and
+ * vae_tile as ldm_txt2img would (the estimate of the tiling it would choose); *vae_tile
+ * (optional) receives that tile (0 = whole). */
+LDM_API ldm_status ldm_memory_estimate(ldm_context *ctx, const ldm_model *model, const ldm_txt2img_params *params,
+                                       uint64_t *bytes, int32_t *vae_tile);
 /* Generates params->batch_count images into images[0..batch_count-1] (the caller provides the
  * array; each element receives a new ldm_image or NULL on error). */
 LDM_API ldm_status ldm_txt2img(ldm_context *ctx, ldm_model *model, const ldm_txt2img_params *params,

@@ -1,10 +1,12 @@
 /* The public entry points that are not a layer of their own: model loading, the component
  * handles, images and ldm_txt2img. Argument checking happens here; the work is done below. */
 #include "context.h"
+#include "memory.h"
 #include "model.h"
 #include "nets.h"
 #include "pipeline.h"
 #include "upscale.h"
+#include "vae_tiling.h"
 
 #include <math.h>
 #include <stdlib.h>
@@ -290,6 +292,8 @@ typedef struct {
     const float *mask; /* inpaint: [1, 1, height, width] in [0, 1], 1 = repaint */
     float mask_blur;
     int32_t fill, composite;
+    uint64_t max_memory; /* 0 = no limit */
+    int32_t vae_tile;    /* 0 = automatic, -1 = never, > 0 = latent tile side */
 } gen_request;
 
 static ldm_status generate(ldm_context *ctx, ldm_model *model, const gen_request *p, const char *fn,
@@ -312,6 +316,21 @@ static ldm_status generate(ldm_context *ctx, ldm_model *model, const gen_request
     uint64_t seed0 = p->random_seed ? random_seed(p) : p->seed;
     size_t pixels = (size_t)3 * (p->width > 0 ? p->width : 0) * (p->height > 0 ? p->height : 0);
     CHECK_ARG(pixels > 0 && p->width <= 8192 && p->height <= 8192, "%s: width and height must be in 1..8192", fn);
+    /* the memory plan: the VAE tile, and the max_memory check before any work */
+    const int32_t min_tile = 2 * vae_tile_halo(model) + 4;
+    CHECK_ARG(p->vae_tile >= -1 && (p->vae_tile <= 0 || p->vae_tile >= min_tile),
+              "%s: vae_tile must be -1, 0 or at least %d (got %d)", fn, min_tile, p->vae_tile);
+    mem_plan plan;
+    ldm_status pst = mem_plan_txt2img(model, ctx->n_threads, p->width, p->height, p->cfg_scale == 1.0f ? 1 : 2,
+                                      p->vae_tile, p->max_memory, &plan);
+    if (pst) return pst;
+    if (!plan.fits)
+        return ldm_fail(LDM_ERR_NO_MEMORY,
+                        "%s: a %dx%d image needs about %llu MiB at its peak (UNet stage %llu MiB, decoder %llu MiB), "
+                        "above max_memory %llu MiB",
+                        fn, p->width, p->height, (unsigned long long)(plan.total >> 20),
+                        (unsigned long long)((plan.fixed + plan.unet) >> 20),
+                        (unsigned long long)((plan.fixed + plan.decode) >> 20), (unsigned long long)(p->max_memory >> 20));
     float *image = malloc(pixels * sizeof *image);
     if (!image) return ldm_fail(LDM_ERR_NO_MEMORY, "out of memory for a %dx%d image", p->width, p->height);
     ldm_status st = LDM_OK;
@@ -326,7 +345,8 @@ static ldm_status generate(ldm_context *ctx, ldm_model *model, const gen_request
                      .init_image = p->init_image, .strength = p->strength, .progress_ex = p->progress_ex,
                      .preview = p->preview, .preview_interval = p->preview_interval, .batch_index = i,
                      .batch_count = p->batch_count, .t_start = t_start, .mask = p->mask,
-                     .mask_blur = p->mask_blur, .fill = p->fill, .composite = p->composite != 0};
+                     .mask_blur = p->mask_blur, .fill = p->fill, .composite = p->composite != 0,
+                     .vae_tile = plan.vae_tile};
         st = p->mask         ? pipeline_inpaint(ctx, model, &g)
              : p->init_image ? pipeline_img2img(ctx, model, &g)
                              : pipeline_txt2img(ctx, model, &g);
@@ -351,17 +371,41 @@ LDM_API ldm_status ldm_txt2img(ldm_context *ctx, ldm_model *model, const ldm_txt
     ldm_clear_error();
     ldm_txt2img_params p;
     ldm_txt2img_params_init(&p);
-    /* Layout 1 ended at user_data; progress_ex, preview and preview_interval came after. */
-    static const size_t sizes[] = {offsetof(ldm_txt2img_params, progress_ex)};
-    ldm_status st = copy_versioned(&p, sizeof p, params, sizes, 1, "ldm_txt2img_params");
+    /* Layout 1 ended at user_data; progress_ex, preview and preview_interval came after (layout 2),
+     * then max_memory and vae_tile (layout 3). */
+    static const size_t sizes[] = {offsetof(ldm_txt2img_params, progress_ex), offsetof(ldm_txt2img_params, max_memory)};
+    ldm_status st = copy_versioned(&p, sizeof p, params, sizes, 2, "ldm_txt2img_params");
     if (st) return st;
     gen_request r = {.prompt = p.prompt, .negative_prompt = p.negative_prompt, .width = p.width, .height = p.height,
                      .steps = p.steps, .cfg_scale = p.cfg_scale, .sampler = p.sampler, .scheduler = p.scheduler,
                      .seed = p.seed, .random_seed = p.random_seed, .batch_count = p.batch_count,
                      .clip_skip = p.clip_skip, .rng = p.rng, .eta = p.eta, .progress = p.progress,
                      .user_data = p.user_data, .progress_ex = p.progress_ex, .preview = p.preview,
-                     .preview_interval = p.preview_interval};
+                     .preview_interval = p.preview_interval, .max_memory = p.max_memory, .vae_tile = p.vae_tile};
     return generate(ctx, model, &r, "ldm_txt2img", images);
+}
+
+LDM_API ldm_status ldm_memory_estimate(ldm_context *ctx, const ldm_model *model, const ldm_txt2img_params *params,
+                                       uint64_t *bytes, int32_t *vae_tile) {
+    CHECK_ARG(ctx && model && params && bytes, "ldm_memory_estimate: ctx, model, params and bytes are required");
+    ldm_clear_error();
+    ldm_txt2img_params p;
+    ldm_txt2img_params_init(&p);
+    static const size_t sizes[] = {offsetof(ldm_txt2img_params, progress_ex), offsetof(ldm_txt2img_params, max_memory)};
+    ldm_status st = copy_versioned(&p, sizeof p, params, sizes, 2, "ldm_txt2img_params");
+    if (st) return st;
+    CHECK_ARG(p.width > 0 && p.height > 0 && p.width <= 8192 && p.height <= 8192,
+              "ldm_memory_estimate: width and height must be in 1..8192");
+    const int32_t min_tile = 2 * vae_tile_halo(model) + 4;
+    CHECK_ARG(p.vae_tile >= -1 && (p.vae_tile <= 0 || p.vae_tile >= min_tile),
+              "ldm_memory_estimate: vae_tile must be -1, 0 or at least %d (got %d)", min_tile, p.vae_tile);
+    mem_plan plan;
+    if ((st = mem_plan_txt2img(model, ctx->n_threads, p.width, p.height, p.cfg_scale == 1.0f ? 1 : 2, p.vae_tile,
+                               p.max_memory, &plan)))
+        return st;
+    *bytes = plan.total;
+    if (vae_tile) *vae_tile = plan.vae_tile;
+    return LDM_OK;
 }
 
 LDM_API void ldm_img2img_params_init(ldm_img2img_params *p) {

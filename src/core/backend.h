@@ -78,6 +78,11 @@ typedef struct ldm_backend_ops {
     /* weight [V, D] (any weight dtype), ids [n] -> y [n, D]. Ids are checked against V. */
     ldm_status (*embedding)(ldm_backend *be, const ldm_tensor *weight, const int32_t *ids, int64_t n,
                             ldm_tensor *y);
+
+    /* Optional (NULL: no limits, the CPU). Device memory still available within the backend's
+     * budget and the largest single tensor its ops take, in bytes, so that a network can split
+     * its work before running out (the VAE decoder tiles, core/vae_tiled.c). */
+    void (*memory_limits)(ldm_backend *be, uint64_t *free_bytes, uint64_t *max_tensor_bytes);
 } ldm_backend_ops;
 
 struct ldm_backend {

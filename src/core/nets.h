@@ -34,6 +34,15 @@ ldm_status vae_encode_moments(ldm_exec *ex, const ldm_model *m, int32_t n, int32
                               float *moments);
 ldm_status vae_decode(ldm_exec *ex, const ldm_model *m, int32_t n, int32_t h, int32_t w, const float *z,
                       float *image);
+/* vae_decode runs the decoder over the whole latent when the backend's memory limits allow
+ * (always on the CPU), else in tiles with halos and whole-image GroupNorm statistics, equal to
+ * the untiled decode up to rounding (vae_tiled.c); vae_decode_untiled (vae.c) is the plain
+ * forward pass. */
+ldm_status vae_decode_untiled(ldm_exec *ex, const ldm_model *m, int32_t n, int32_t h, int32_t w, const float *z,
+                              float *image);
+/* The decoder's part at the latent's resolution (through the blocks of the last level), on the
+ * device: [n, channels, h, w]. */
+ldm_tensor *vae_decoder_head(ldm_exec *ex, const ldm_model *m, int32_t n, int32_t h, int32_t w, const float *z);
 
 /* unet_forward with class labels (label_emb, the x4 upscaler's noise level: int [n], required
  * when the UNet has label_emb, ignored otherwise). context may be NULL (tokens 0) for a UNet

@@ -2,7 +2,9 @@
 
 #include "bert_tokenizer.h"
 #include "clip_tokenizer.h"
+#include "memory.h"
 #include "nets.h"
+#include "vae_tiling.h"
 
 #include <math.h>
 #include <stdlib.h>
@@ -414,14 +416,18 @@ static ldm_status run_gen(ldm_context *ctx, ldm_model *m, ldm_gen *g, bool img2i
         trace(&s, "t_enc", &fte, 1);
         if (g->init_latent) memcpy(s.init_latent, g->init_latent, n * sizeof(float)); /* inpainting: prepared */
         else if ((st = encode_init(&s, s.init_latent))) goto done;
+        mem_release_weights(m, MEM_PREFIX_VAE_ENCODER);
     }
+    /* each stage's mapped weights are dropped from RSS once it is done (core/memory.h) */
     if ((st = encode_contexts(&s))) goto done;
+    mem_release_weights(m, MEM_PREFIX_COND);
     if ((st = sample(&s, sched))) goto done;
+    mem_release_weights(m, MEM_PREFIX_UNET);
     trace(&s, "latent_final", x, n);
     if (g->latent_final) memcpy(g->latent_final, x, n * sizeof(float));
     if (g->image) {
         for (size_t i = 0; i < n; i++) x[i] /= m->scale_factor;
-        st = vae_decode(&s.ex, m, 1, s.h, s.w, x, g->image);
+        st = vae_decode_tiled(&s.ex, m, 1, s.h, s.w, x, g->image, g->vae_tile);
         if (!st) trace(&s, "image", g->image, (size_t)3 * g->width * g->height);
     }
 done:

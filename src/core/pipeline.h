@@ -52,6 +52,8 @@ typedef struct ldm_gen {
     const float *c_concat;    /* [1, concat_channels, h, w] appended to every UNet input row */
     const float *blend_mask;  /* [h * w], 1 = repaint: elsewhere x is reset after every step to */
     const float *blend_init;  /*   [1, c, h, w] noised to the current level (ordinary models) */
+    /* memory (core/memory.h, vae_tiling.h): decode in tiles of this many latent pixels, 0 = whole */
+    int32_t vae_tile;
 } ldm_gen;
 
 ldm_status pipeline_txt2img(ldm_context *ctx, ldm_model *m, ldm_gen *g);

@@ -244,6 +244,9 @@ ldm_status pipeline_inpaint(ldm_context *ctx, ldm_model *m, ldm_gen *g) {
         if (!st) trace(g, "init_latent", init, n);
     }
 
+    /* The sampling core starts a new call on ctx (ctx_begin clears the cancel flag): a cancel
+     * requested during the preparation above must not be lost. */
+    if (!st && atomic_load(&ctx->cancel)) st = ldm_fail(LDM_ERR_CANCELLED, "cancelled");
     if (!st) {
         const float *saved_cc = g->c_concat, *saved_bm = g->blend_mask, *saved_bi = g->blend_init,
                     *saved_il = g->init_latent;

@@ -66,6 +66,18 @@ size_t st_numel(const st_tensor *t) {
     return n;
 }
 
+bool st_is_file_mapped(const st_file *f, const void *p, size_t n) {
+    const uintptr_t a = (uintptr_t)p, b = a + n;
+    if (!f || b < a) return false;
+    if (f->map && a >= (uintptr_t)f->map && b <= (uintptr_t)f->map + f->map_size) return true;
+    for (size_t i = 0; i < f->n_kept; i++) {
+        const struct st_kept *k = &f->kept[i];
+        if (k->kind == ST_KEEP_MUNMAP && a >= (uintptr_t)k->p && b <= (uintptr_t)k->p + k->n) return true;
+        if (k->kind == ST_KEEP_FILE && st_is_file_mapped(k->p, p, n)) return true;
+    }
+    return false;
+}
+
 static void release_kept(const struct st_kept *k) {
     if (k->kind == ST_KEEP_MUNMAP) munmap(k->p, k->n);
     else if (k->kind == ST_KEEP_FILE) st_close(k->p);

@@ -32,6 +32,10 @@ const st_tensor *st_find(const st_file *f, const char *name);
 /* A string value of "__metadata__", or NULL. */
 const char *st_meta(const st_file *f, const char *key);
 size_t st_numel(const st_tensor *t);
+/* True when [p, p + n) lies inside a read-only file mapping owned by f (its own mmap, a kept
+ * ST_KEEP_MUNMAP region or a kept component file): pages there can be dropped with
+ * madvise(MADV_DONTNEED) and fault back in from the file (core/memory.c). */
+bool st_is_file_mapped(const st_file *f, const void *p, size_t n);
 /* Copies a float tensor (F32/F16/BF16/F64) into a new float32 array (caller frees). */
 ldm_status st_read_f32(const st_tensor *t, float **out);
 

@@ -119,16 +119,31 @@ ldm_status vae_encode_moments(ldm_exec *ex, const ldm_model *m, int32_t n, int32
     return ex->status;
 }
 
-ldm_status vae_decode(ldm_exec *ex, const ldm_model *m, int32_t n, int32_t h, int32_t w, const float *z,
-                      float *image) {
+/* The decoder up to and including the blocks of its lowest-resolution level, all at the
+ * latent's size: post_quant_conv, conv_in, mid, up[n_levels - 1] blocks (vae_tiled.c runs this
+ * part whole and tiles the rest). */
+ldm_tensor *vae_decoder_head(ldm_exec *ex, const ldm_model *m, int32_t n, int32_t h, int32_t w, const float *z) {
     vae_run run = {ex, m}, *r = &run;
     const vae_config *v = &m->vae;
     ldm_tensor *x = op_from_host(ex, 4, (int64_t[]){n, v->embed_dim, h, w}, z);
     ldm_tensor *t = conv_step(r, x, P "post_quant_conv.weight", P "post_quant_conv.bias", 0);
     t = conv_step(r, t, P "decoder.conv_in.weight", P "decoder.conv_in.bias", 1);
     t = mid(r, t, "dec");
+    const int i = v->n_levels - 1;
+    for (int j = 0; j <= v->num_res_blocks; j++) {
+        t = step(r, t, resnet_block, P "decoder.up.%d.block.%d.", i, j);
+        if (model_has(m, P "decoder.up.%d.attn.%d.norm.weight", i, j)) t = step(r, t, attn_block, P "decoder.up.%d.attn.%d.", i, j);
+    }
+    return t;
+}
+
+ldm_status vae_decode_untiled(ldm_exec *ex, const ldm_model *m, int32_t n, int32_t h, int32_t w, const float *z,
+                              float *image) {
+    vae_run run = {ex, m}, *r = &run;
+    const vae_config *v = &m->vae;
+    ldm_tensor *t = vae_decoder_head(ex, m, n, h, w, z);
     for (int i = v->n_levels - 1; i >= 0; i--) {
-        for (int j = 0; j <= v->num_res_blocks; j++) {
+        for (int j = 0; i != v->n_levels - 1 && j <= v->num_res_blocks; j++) {
             t = step(r, t, resnet_block, P "decoder.up.%d.block.%d.", i, j);
             if (model_has(m, P "decoder.up.%d.attn.%d.norm.weight", i, j))
                 t = step(r, t, attn_block, P "decoder.up.%d.attn.%d.", i, j);

@@ -456,6 +456,14 @@ static void release_empty_blocks(ldm_vk_backend *b) {
         for (size_t i = 0; i < pool->n; i++) {
             vk_block *k = pool->blocks[i];
             if (k->used == 0) {
+                /* forget the block in the hazard lists (a new block may get its address) */
+                vk_ranges *lists[2] = {&b->written, &b->read};
+                for (int l = 0; l < 2; l++) {
+                    size_t m = 0;
+                    for (size_t e = 0; e < lists[l]->n; e++)
+                        if (lists[l]->r[e].block != k) lists[l]->r[m++] = lists[l]->r[e];
+                    lists[l]->n = m;
+                }
                 b->pool_bytes -= k->size;
                 block_destroy(b, k);
             } else {
@@ -464,8 +472,6 @@ static void release_empty_blocks(ldm_vk_backend *b) {
         }
         pool->n = j;
     }
-    /* the hazard lists may name freed blocks */
-    b->written.n = b->read.n = 0;
 }
 
 static ldm_status pool_alloc(ldm_vk_backend *b, vk_pool *pool, VkDeviceSize bytes, vk_alloc *out) {
@@ -1082,6 +1088,16 @@ static ldm_status vk_download(ldm_backend *be, const ldm_tensor *src, float *dst
 /* Creation                                                                                   */
 /* ------------------------------------------------------------------------------------------ */
 
+/* Free bytes: the budget less the live activations. Cached weights count as free: between ops
+ * every one of them may be evicted (pool_alloc does so when the budget runs out). */
+static void vk_memory_limits(ldm_backend *be, uint64_t *free_bytes, uint64_t *max_tensor_bytes) {
+    ldm_vk_backend *b = vkb(be);
+    uint64_t used = 0;
+    for (size_t i = 0; i < b->act_pool.n; i++) used += b->act_pool.blocks[i]->used;
+    *free_bytes = b->budget > used ? b->budget - used : 0;
+    *max_tensor_bytes = b->max_range < b->max_alloc ? b->max_range : b->max_alloc;
+}
+
 static void vk_destroy(ldm_backend *be) {
     ldm_vk_backend *b = vkb(be);
     if (!b) return;
@@ -1161,6 +1177,7 @@ static const ldm_backend_ops vk_ops = {
     .nchw_to_nlc = vk_nchw_to_nlc,
     .nlc_to_nchw = vk_nlc_to_nchw,
     .embedding = vk_embedding,
+    .memory_limits = vk_memory_limits,
 };
 
 static bool device_has_ext(VkPhysicalDevice pd, const char *name) {
