@@ -10,8 +10,10 @@
  *   - one UNet evaluation with batch 2 (as with classifier-free guidance) per image size, latent
  *     size/8, with the effective GFLOP/s from an analytical FLOP count;
  *   - VAE decode (batch 1) per image size;
- *   - OpenBLAS sgemm GFLOP/s with the same thread count (2048^3 and shapes typical of the UNet);
- *   - peak RSS (getrusage ru_maxrss) and current RSS after each phase.
+ *   - sgemm GFLOP/s with the same thread count, OpenBLAS-threaded and through the backend's
+ *     cpu_sgemm (2048^3 and shapes typical of the UNet);
+ *   - peak RSS (getrusage ru_maxrss) and current RSS after each phase;
+ *   - the process CPU time per run next to the wall time (the machine may be shared).
  * Unless --no-profile, every timed UNet/VAE run goes through a thin wrapper of the backend vtable that
  * times each op kind and counts the FLOPs of conv/linear/attention from the actual operand shapes,
  * which cross-checks the analytical count and shows where the time goes.

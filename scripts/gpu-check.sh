@@ -95,14 +95,15 @@ step() {
     name=$1
     limit=$2
     shift 2
+    log="$out/$(echo "$name" | tr / _).log"
     t0=$(date +%s)
-    timeout "$limit" "$@" >"$out/$name.log" 2>&1
+    timeout "$limit" "$@" >"$log" 2>&1
     rc=$?
     t1=$(date +%s)
     if [ $rc -eq 0 ]; then res=ok; else res="FAIL (exit $rc)"; fails=$((fails + 1)); fi
     line=$(printf '%-34s %-16s %4ss' "$name" "$res" $((t1 - t0)))
     echo "$line" | tee -a "$summary"
-    [ $rc -eq 0 ] || tail -n 8 "$out/$name.log" | sed 's/^/    /'
+    [ $rc -eq 0 ] || tail -n 8 "$log" | sed 's/^/    /'
     return $rc
 }
 

@@ -32,7 +32,8 @@ struct ldm_sample_run {
     ldm_status (*eps)(ldm_sample_run *r, const float *x, int32_t t, float *eps);
     /* One latent-shaped N(0, 1) draw from the generation's stream. */
     ldm_status (*randn)(ldm_sample_run *r, float *out);
-    /* Reports a finished step (1-based); nonzero status (cancel) stops the sampler. */
+    /* Reports a finished step (1-based); nonzero status (cancel) stops the sampler. Pass r->x
+     * as x and read it back afterwards: inpainting rewrites the known region of r->x here. */
     ldm_status (*step_done)(ldm_sample_run *r, int32_t step, const float *x, const float *x0_estimate);
     /* Optional: per-step multistep coefficients (LMS), for the conformance trace. */
     void (*trace_coeffs)(ldm_sample_run *r, const float *c, int32_t count);

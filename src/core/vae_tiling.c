@@ -33,7 +33,6 @@
 #define GN_EPS 1e-6 /* model.py Normalize() */
 #define MAX_GN 128
 #define MAX_TILES 1024
-int g_passes = 2;
 /* Halo when the whole decoder runs per tile (attention above the latent resolution): its
  * receptive field is the whole tile, so this only keeps the tile borders out of the image. */
 static const int32_t mem_fallback_halo = 8;
@@ -228,7 +227,12 @@ int32_t vae_tile_halo(const ldm_model *m) { return tail_tileable(m) ? tail_halo(
 
 ldm_status vae_decode_tiled(ldm_exec *ex, const ldm_model *m, int32_t n, int32_t h, int32_t w, const float *z,
                             float *image, int32_t tile) {
-    if (tile <= 0 || ((tile >= h && tile >= w) && !getenv("FORCE_TILED"))) return vae_decode(ex, m, n, h, w, z, image);
+    return vae_decode_tiled_ex(ex, m, n, h, w, z, image, tile, VAE_TILE_STATS_TILES);
+}
+
+ldm_status vae_decode_tiled_ex(ldm_exec *ex, const ldm_model *m, int32_t n, int32_t h, int32_t w, const float *z,
+                               float *image, int32_t tile, vae_tile_stats stats_mode) {
+    if (tile <= 0 || (tile >= h && tile >= w)) return vae_decode(ex, m, n, h, w, z, image);
     if (ex->status) return ex->status;
     const bool shared = tail_tileable(m);
     const int32_t halo = vae_tile_halo(m);
@@ -243,13 +247,15 @@ ldm_status vae_decode_tiled(ldm_exec *ex, const ldm_model *m, int32_t n, int32_t
         return ldm_fail(LDM_ERR_NO_MEMORY, "out of memory");
     }
     const int32_t ny = cores(h, tile - 2 * halo, by, maxb), nx = cores(w, tile - 2 * halo, bx, maxb);
+    const bool whole_stats = stats_mode == VAE_TILE_STATS_WHOLE;
     const int64_t f = m->downscale, C = m->vae.embed_dim, H = (int64_t)h * f, Wd = (int64_t)w * f;
     const int64_t tmax = LDM_MIN((int64_t)tile, (int64_t)LDM_MAX(h, w)); /* largest region side */
     const ldm_tensor *ci = model_weight(m, PD "conv_in.weight");
     const int64_t ch = ci && ci->ndim == 4 ? ci->ne[0] : 0;
     float *head = shared ? malloc((size_t)(ch * h * w) * sizeof(float)) : NULL;
-    float *tin = malloc((size_t)(LDM_MAX(C, ch) * tmax * tmax) * sizeof(float)),
-          *it = malloc((size_t)(3 * tmax * tmax * f * f) * sizeof(float));
+    const int64_t tpix = whole_stats ? (int64_t)h * w : tmax * tmax; /* the largest region */
+    float *tin = malloc((size_t)(LDM_MAX(C, ch) * tpix) * sizeof(float)),
+          *it = malloc((size_t)(3 * tpix * f * f) * sizeof(float));
     double(*stats)[GN_GROUPS] = shared ? calloc((size_t)MAX_GN * 4, sizeof *stats) : NULL;
     double *count = shared ? calloc(MAX_GN, sizeof *count) : NULL;
     tail_run tr = {.ex = ex, .m = m};
@@ -280,41 +286,22 @@ ldm_status vae_decode_tiled(ldm_exec *ex, const ldm_model *m, int32_t n, int32_t
             src = head;
             sc = ch;
         }
-        /* passes 0 .. passes-2 (shared statistics only): record them (with the previous pass's
-         * applied from pass 1 on); the last pass decodes the cores */
-        const int passes = g_passes;
-        if (shared && getenv("DOWN")) {
-            /* stats from the whole tail on the head downsampled by d (box filter) */
-            const int d = atoi(getenv("DOWN"));
-            const int32_t hd = h / d, wd = w / d;
-            float *hs = calloc((size_t)(ch * hd * wd), sizeof(float));
-            for (int64_t c = 0; c < ch; c++)
-                for (int32_t y = 0; y < hd * d; y++)
-                    for (int32_t x = 0; x < wd * d; x++) hs[(c * hd + y / d) * wd + x / d] += head[(c * h + y) * w + x] / (d * d);
-            memset(stats, 0, (size_t)MAX_GN * 2 * sizeof *stats);
-            memset(count, 0, MAX_GN * sizeof *count);
-            tr.mode = GN_CAPTURE; tr.th = hd; tr.tw = wd; tr.cy0 = 0; tr.cy1 = hd; tr.cx0 = 0; tr.cx1 = wd;
-            ldm_tensor *t = op_from_host(ex, 4, (int64_t[]){1, ch, hd, wd}, hs);
-            st = tail(&tr, t, NULL);
-            free(hs);
-            for (int l = 0; l < MAX_GN && count[l] > 0; l++)
-                for (int g = 0; g < GN_GROUPS; g++) {
-                    const double mean = tr.sum[l][g] / count[l], var = tr.sq[l][g] / count[l] - mean * mean;
-                    tr.mean[l][g] = mean;
-                    tr.rstd[l][g] = 1.0 / sqrt(LDM_MAX(var, 0.0) + GN_EPS);
-                }
-        }
-        for (int pass = shared ? (getenv("DOWN") ? passes - 1 : 0) : passes - 1; pass < passes && !st; pass++) {
-            tr.mode = (pass > 0 ? GN_APPLY : 0) | (pass < passes - 1 ? GN_CAPTURE : 0);
+        /* pass 0 (shared statistics only): record the statistics; pass 1: decode the cores */
+        for (int pass = shared ? 0 : 1; pass < 2 && !st; pass++) {
+            tr.mode = pass == 0 ? GN_CAPTURE : shared ? GN_APPLY : 0;
             if (tr.mode & GN_CAPTURE) {
                 memset(stats, 0, (size_t)MAX_GN * 2 * sizeof *stats);
                 memset(count, 0, MAX_GN * sizeof *count);
             }
-            for (int32_t ty = 0; ty < ny && !st; ty++) {
-                for (int32_t tx = 0; tx < nx && !st; tx++) {
+            /* VAE_TILE_STATS_WHOLE: the recording pass runs over the whole latent as one region */
+            const int32_t one_y[2] = {0, h}, one_x[2] = {0, w};
+            const bool one = pass == 0 && whole_stats;
+            const int32_t *py = one ? one_y : by, *px = one ? one_x : bx, pny = one ? 1 : ny, pnx = one ? 1 : nx;
+            for (int32_t ty = 0; ty < pny && !st; ty++) {
+                for (int32_t tx = 0; tx < pnx && !st; tx++) {
                     /* the region: the core grown by the halo, within the latent */
-                    const int32_t y0 = LDM_MAX(by[ty] - halo, 0), y1 = LDM_MIN(by[ty + 1] + halo, h);
-                    const int32_t x0 = LDM_MAX(bx[tx] - halo, 0), x1 = LDM_MIN(bx[tx + 1] + halo, w);
+                    const int32_t y0 = LDM_MAX(py[ty] - halo, 0), y1 = LDM_MIN(py[ty + 1] + halo, h);
+                    const int32_t x0 = LDM_MAX(px[tx] - halo, 0), x1 = LDM_MIN(px[tx + 1] + halo, w);
                     const int64_t th = y1 - y0, tw = x1 - x0;
                     for (int64_t c = 0; c < sc; c++)
                         for (int64_t y = 0; y < th; y++)
@@ -324,20 +311,20 @@ ldm_status vae_decode_tiled(ldm_exec *ex, const ldm_model *m, int32_t n, int32_t
                     } else {
                         tr.th = (int32_t)th;
                         tr.tw = (int32_t)tw;
-                        tr.cy0 = by[ty] - y0;
-                        tr.cy1 = by[ty + 1] - y0;
-                        tr.cx0 = bx[tx] - x0;
-                        tr.cx1 = bx[tx + 1] - x0;
+                        tr.cy0 = py[ty] - y0;
+                        tr.cy1 = py[ty + 1] - y0;
+                        tr.cx0 = px[tx] - x0;
+                        tr.cx1 = px[tx + 1] - x0;
                         ldm_tensor *t = op_from_host(ex, 4, (int64_t[]){1, ch, th, tw}, tin);
-                        st = tail(&tr, t, pass == passes - 1 ? it : NULL);
+                        st = tail(&tr, t, pass == 1 ? it : NULL);
                     }
-                    if (st || pass < passes - 1) continue;
+                    if (st || pass == 0) continue;
                     /* the core of the decoded region */
-                    const int64_t oy = (by[ty] - y0) * f, ox = (bx[tx] - x0) * f, ch_ = (by[ty + 1] - by[ty]) * f,
-                                  cw = (bx[tx + 1] - bx[tx]) * f, TW = tw * f, TH = th * f;
+                    const int64_t oy = (py[ty] - y0) * f, ox = (px[tx] - x0) * f, ch_ = (py[ty + 1] - py[ty]) * f,
+                                  cw = (px[tx + 1] - px[tx]) * f, TW = tw * f, TH = th * f;
                     for (int64_t c = 0; c < 3; c++)
                         for (int64_t y = 0; y < ch_; y++)
-                            memcpy(img + (c * H + by[ty] * f + y) * Wd + bx[tx] * f, it + (c * TH + oy + y) * TW + ox,
+                            memcpy(img + (c * H + py[ty] * f + y) * Wd + px[tx] * f, it + (c * TH + oy + y) * TW + ox,
                                    (size_t)cw * sizeof(float));
                 }
             }

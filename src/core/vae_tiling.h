@@ -13,6 +13,14 @@
 ldm_status vae_decode_tiled(ldm_exec *ex, const ldm_model *m, int32_t n, int32_t h, int32_t w, const float *z,
                             float *image, int32_t tile);
 
+/* Where the GroupNorm statistics of the tiled part come from. */
+typedef enum vae_tile_stats {
+    VAE_TILE_STATS_TILES = 0, /* a first pass over the tiles with tile-local statistics (memory of one tile) */
+    VAE_TILE_STATS_WHOLE = 1, /* a first pass over the whole latent: exact, untiled memory (tests) */
+} vae_tile_stats;
+ldm_status vae_decode_tiled_ex(ldm_exec *ex, const ldm_model *m, int32_t n, int32_t h, int32_t w, const float *z,
+                               float *image, int32_t tile, vae_tile_stats stats);
+
 /* The halo (latent pixels) every tile carries on each side. */
 int32_t vae_tile_halo(const ldm_model *m);
 

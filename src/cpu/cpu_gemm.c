@@ -326,7 +326,8 @@ float *cpu_gemm_thread_buffer(size_t floats) {
 ldm_status cpu_gemm(int n_threads, const cpu_gemm_args *g) {
     if (g->m <= 0 || g->n <= 0 || g->batch <= 0) return LDM_OK;
     const cpu_gemm_impl *im = cpu_gemm_get_impl();
-    const int nt0 = n_threads > 0 ? n_threads : 1;
+    /* below ~2 MFLOP a parallel region costs more than it saves (thread wake-up, the barrier) */
+    const int nt0 = n_threads > 0 && (double)g->m * g->n * g->k * g->batch >= (double)(1 << 20) ? n_threads : 1;
     gemm_plan pl;
     plan_tasks(im, g, nt0, &pl);
     const int nt = (int)LDM_MIN((int64_t)nt0, pl.tasks);
