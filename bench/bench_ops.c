@@ -1,14 +1,26 @@
 /* Throughput of the CPU backend's heavy ops next to raw sgemm measured in the same run:
- *   - sgemm 4096 x 4096 x 320 and the sgemm a 3x3 320->320 64x64 conv reduces to (320 x 4096 x 2880)
+ *   - sgemm 4096 x 4096 x 320 and the sgemm a 3x3 320->320 64x64 conv reduces to (320 x 4096 x 2880),
+ *     both through OpenBLAS (as it detected the CPU; OPENBLAS_CORETYPE overrides) and through the
+ *     backend's own GEMM (cpu_gemm.h)
  *   - conv2d 3x3, 320 -> 320 channels, 64x64, stride 1, pad 1 (SD UNet level 1)
  *   - attention L = 4096, H = 8, D = 40 (SD UNet level-1 self-attention at 512x512)
- * Usage: bench_ops [threads] [repeats]. Prints the best of `repeats` runs. */
+ * Usage: bench_ops [threads] [repeats]. Prints the best of `repeats` runs.
+ *
+ * bench_ops --conv3x3 [threads] [repeats] [f16]: the 3x3 stride-1 conv shapes of SD 1.x (UNet at
+ * 512x512 and 256x256, batch 2 and 1; VAE decoder/encoder at 512x512 and 256x256), F32 weights or
+ * (f16) F16 weights as in the usual checkpoints, through the Winograd path
+ * (cpu_conv2d_winograd, called directly, whatever cpu_winograd_eligible says) and through the
+ * implicit GEMM (conv2d with LDM_CPU_WINOGRAD=0), alternating, best of `repeats`. */
 #include "core/backend.h"
 #include "core/common.h"
+#include "core/dtype.h"
+#include "cpu/cpu_gemm.h"
+#include "cpu/cpu_winograd.h"
 
 #include <cblas.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 #include <time.h>
 
 static double now(void) {
@@ -36,7 +48,7 @@ static void keep_best(timing *best, double w0, double c0) {
 }
 
 static void report(const char *what, double flop, timing t, int threads) {
-    printf("%-34s: %7.1f GFLOP/s  (%7.1f ms; %5.1f GFLOP per core-second)\n", what, flop / t.wall * 1e-9,
+    printf("%-44s: %7.1f GFLOP/s  (%7.1f ms; %5.1f GFLOP per core-second)\n", what, flop / t.wall * 1e-9,
            t.wall * 1e3, flop / t.cpu * 1e-9);
     (void)threads;
 }
@@ -69,19 +81,113 @@ static void bench_sgemm(const char *what, int m, int n, int k, int reps, int thr
 #else
     (void)threads;
 #endif
-    timing best = {1e30, 1e30};
+    timing best = {1e30, 1e30}, own = {1e30, 1e30};
+    cpu_gemm_mat B = {LDM_DT_F32, b, n, 1, 0, 1.0f, false};
+    cpu_gemm_args g = {.m = m, .n = n, .k = k, .batch = 1, .A = {LDM_DT_F32, a, k, 1, 0, 1.0f, false}, .B = &B, .C = c,
+                       .ldc = n};
     for (int r = 0; r < reps + 1; r++) {
         double t0 = now(), c0 = cpu_now();
         cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, m, n, k, 1.0f, a, k, b, n, 0.0f, c, n);
         if (r > 0) keep_best(&best, t0, c0); /* the first run warms up */
+        t0 = now();
+        c0 = cpu_now();
+        if (cpu_gemm(threads, &g) != LDM_OK) exit(1);
+        if (r > 0) keep_best(&own, t0, c0);
     }
     free(a);
     free(b);
     free(c);
-    report(what, 2.0 * m * n * k, best, threads);
+    char line[96];
+    snprintf(line, sizeof line, "%s, OpenBLAS", what);
+    report(line, 2.0 * m * n * k, best, threads);
+    snprintf(line, sizeof line, "%s, backend", what);
+    report(line, 2.0 * m * n * k, own, threads);
+}
+
+/* Winograd against implicit GEMM for the 3x3 stride-1 convs of SD 1.x. */
+static int bench_conv3x3(int threads, int reps, bool f16) {
+    static const struct {
+        const char *net;
+        int64_t n, cin, cout, hw;
+    } shapes[] = {
+        {"UNet 512^2", 2, 320, 320, 64},   {"UNet 512^2", 2, 640, 320, 64},  {"UNet 512^2", 2, 960, 320, 64},
+        {"UNet 512^2", 2, 320, 640, 32},   {"UNet 512^2", 2, 640, 640, 32},  {"UNet 512^2", 2, 960, 640, 32},
+        {"UNet 512^2", 2, 1280, 640, 32},  {"UNet 512^2", 2, 640, 1280, 16}, {"UNet 512^2", 2, 1280, 1280, 16},
+        {"UNet 512^2", 2, 1280, 1280, 8},  {"UNet 256^2", 2, 320, 320, 32},  {"UNet 256^2", 2, 640, 640, 16},
+        {"VAE dec 512^2", 1, 512, 512, 64}, {"VAE dec 512^2", 1, 512, 512, 128}, {"VAE dec 512^2", 1, 512, 256, 256},
+        {"VAE dec 512^2", 1, 256, 256, 256}, {"VAE dec 512^2", 1, 256, 128, 512}, {"VAE dec 512^2", 1, 128, 128, 512},
+        {"VAE enc 512^2", 1, 128, 256, 256}, {"VAE enc 512^2", 1, 256, 512, 128},
+        /* around the eligibility bounds: 64 tiles (one 32x32 image), 128 tiles with large weights */
+        {"UNet 256^2 b1", 1, 320, 320, 32}, {"UNet 256^2 b1", 1, 640, 640, 16}, {"UNet 512^2 b1", 1, 640, 640, 32},
+        {"UNet 512^2 b1", 1, 320, 640, 32}, {"VAE dec 256^2", 1, 512, 512, 32}, {"VAE dec 256^2", 1, 512, 512, 64},
+        {"VAE dec 256^2", 1, 256, 128, 256},
+    };
+    setenv("LDM_CPU_WINOGRAD", "0", 1); /* before the backend's first conv: be->ops->conv2d = implicit GEMM */
+    ldm_backend *be;
+    if (ldm_cpu_backend_create(threads, &be) != LDM_OK) {
+        fprintf(stderr, "%s\n", ldm_last_error());
+        return 1;
+    }
+    threads = be->n_threads;
+    printf("threads %d, best of %d, backend GEMM %s; %s weights; ms per conv, GFLOP/s counted as direct conv\n",
+           threads, reps, cpu_gemm_get_impl()->name, f16 ? "F16" : "F32");
+    printf("%-14s %-22s %9s %9s %9s %9s %7s %s\n", "net", "conv", "gemm ms", "wino ms", "gemm GF/s", "wino GF/s",
+           "speedup", "eligible");
+    for (size_t i = 0; i < sizeof shapes / sizeof shapes[0]; i++) {
+        const int64_t n = shapes[i].n, C = shapes[i].cin, K = shapes[i].cout, hw = shapes[i].hw;
+        ldm_tensor *x = mk(be, 4, n, C, hw, hw, 3), *wf = mk(be, 4, K, C, 3, 3, 4), *b = mk(be, 1, K, 1, 1, 1, 5),
+                   *y = mk(be, 4, n, K, hw, hw, 6), *w = wf;
+        ldm_conv2d_params p = {1, 1, 1, 1, 1};
+        uint16_t *h16 = NULL;
+        ldm_tensor w16 = *wf;
+        if (f16) { /* the same weight as F16, the way checkpoints store it */
+            const size_t nw = (size_t)ldm_numel(w);
+            h16 = malloc(nw * sizeof *h16);
+            if (!h16) return 1;
+            for (size_t j = 0; j < nw; j++) h16[j] = ldm_f32_to_f16(((const float *)wf->data)[j]);
+            w16.dtype = LDM_DT_F16;
+            w16.data = h16;
+            w16.owns_data = false;
+            w = &w16;
+        }
+        timing tg = {1e30, 1e30}, tw = {1e30, 1e30};
+        for (int r = 0; r < reps + 1; r++) {
+            double t0 = now(), c0 = cpu_now();
+            if (be->ops->conv2d(be, x, w, b, &p, y) != LDM_OK) {
+                fprintf(stderr, "conv2d: %s\n", ldm_last_error());
+                return 1;
+            }
+            if (r > 0) keep_best(&tg, t0, c0);
+            t0 = now();
+            c0 = cpu_now();
+            if (cpu_conv2d_winograd(threads, x, w, b->data, 1, 1, y) != LDM_OK) {
+                fprintf(stderr, "winograd: %s\n", ldm_last_error());
+                return 1;
+            }
+            if (r > 0) keep_best(&tw, t0, c0);
+        }
+        const double flop = 2.0 * (double)(n * K * C * 9 * hw * hw);
+        char conv[64];
+        snprintf(conv, sizeof conv, "%lldx %lld->%lld %lldx%lld", (long long)n, (long long)C, (long long)K,
+                 (long long)hw, (long long)hw);
+        printf("%-14s %-22s %9.1f %9.1f %9.1f %9.1f %6.2fx %s\n", shapes[i].net, conv, tg.wall * 1e3, tw.wall * 1e3,
+               flop / tg.wall * 1e-9, flop / tw.wall * 1e-9, tg.wall / tw.wall,
+               cpu_winograd_eligible(C, K, 3, 3, 1, hw, hw, n, threads) ? "yes" : "no");
+        fflush(stdout);
+        free(h16);
+        be->ops->free_tensor(be, wf);
+        be->ops->free_tensor(be, x);
+        be->ops->free_tensor(be, b);
+        be->ops->free_tensor(be, y);
+    }
+    be->ops->destroy(be);
+    return 0;
 }
 
 int main(int argc, char **argv) {
+    if (argc > 1 && strcmp(argv[1], "--conv3x3") == 0)
+        return bench_conv3x3(argc > 2 ? atoi(argv[2]) : 0, argc > 3 ? atoi(argv[3]) : 2,
+                             argc > 4 && strcmp(argv[4], "f16") == 0);
     int threads = argc > 1 ? atoi(argv[1]) : 0, reps = argc > 2 ? atoi(argv[2]) : 3;
     ldm_backend *be;
     if (ldm_cpu_backend_create(threads, &be) != LDM_OK) {
@@ -95,7 +201,8 @@ int main(int argc, char **argv) {
      * kernels, ~5x slower); OPENBLAS_CORETYPE=SkylakeX in the environment fixes that. */
     printf(", OpenBLAS core %s", openblas_get_corename());
 #endif
-    printf("\n");
+    printf(", backend GEMM %s%s\n", cpu_gemm_get_impl()->name,
+           cpu_gemm_use_openblas() ? " (LDM_CPU_GEMM=openblas: conv/linear/attention use OpenBLAS)" : "");
     bench_sgemm("sgemm 4096x4096x320", 4096, 4096, 320, reps, threads);
     bench_sgemm("sgemm 320x4096x2880 (as the conv)", 320, 4096, 2880, reps, threads);
 

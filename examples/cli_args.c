@@ -36,6 +36,7 @@ typedef enum opt_kind {
     OPT_DOUBLE, /* double within [min, max] */
     OPT_SEED,   /* cli_seed */
     OPT_CHOICE, /* int32_t: the value of the matching choice */
+    OPT_SIZE,   /* uint64_t bytes: a number with an optional K/M/G/T suffix (powers of 1024) */
 } opt_kind;
 
 typedef struct choice {
@@ -126,6 +127,12 @@ static const option txt2img_table[] = {
         .max = MAX_SIDE, .multiple_of = 8),
     OPT('H', "height", OPT_INT, T2I(height), "N", "image height in pixels, a multiple of 8",
         .min = 8, .max = MAX_SIDE, .multiple_of = 8),
+    OPT(0, "max-memory", OPT_SIZE, T2I(max_memory), "SIZE",
+        "peak memory to stay under (e.g. 2.4G, 1500M); the VAE decodes in smaller tiles to fit, "
+        "and the run stops before starting when it cannot"),
+    OPT(0, "vae-tile", OPT_INT, T2I(vae_tile), "N",
+        "VAE decoder tile side in latent pixels (pixels / 8); 0 = automatic, -1 = never", .min = -1,
+        .max = 1024),
     SAMPLING_OPTIONS,
 };
 
@@ -375,6 +382,32 @@ static int parse_double(const option *opt, const char *text, double *out)
     return 0;
 }
 
+/* "2.4G", "1500M", "512k", "123456" (bytes): a non-negative number and a binary suffix. */
+static int parse_size(const option *opt, const char *text, uint64_t *out)
+{
+    char *end = NULL;
+    double v = looks_numeric(text) ? strtod(text, &end) : -1;
+    double mul = 1;
+    if (end != NULL && end != text) {
+        switch (*end) {
+        case 'k': case 'K': mul = 1024.0; end++; break;
+        case 'm': case 'M': mul = 1048576.0; end++; break;
+        case 'g': case 'G': mul = 1073741824.0; end++; break;
+        case 't': case 'T': mul = 1099511627776.0; end++; break;
+        default: break;
+        }
+        if (mul > 1 && (*end == 'B' || *end == 'b')) {
+            end++;
+        }
+    }
+    if (end == NULL || end == text || *end != '\0' || !(v >= 0) || !isfinite(v) || v * mul > 1.8e19) {
+        cli_error("--%s: '%s' is not a size (e.g. 2.4G, 1500M, or bytes)", opt->long_name, text);
+        return -1;
+    }
+    *out = (uint64_t)(v * mul);
+    return 0;
+}
+
 /* Seeds are full 64-bit integers: parsed with strtoull, never through a double (which would
  * round anything above 2^53). strtoull also accepts "-5" (negating it modulo 2^64), so only
  * digits are allowed, plus the literal "-1" meaning "random". */
@@ -446,6 +479,8 @@ static int apply_value(const option *opt, const char *value, void *opts)
         return parse_seed(opt, value, dst);
     case OPT_CHOICE:
         return parse_choice(opt, value, dst);
+    case OPT_SIZE:
+        return parse_size(opt, value, dst);
     case OPT_FLAG:
         break;
     }
@@ -652,6 +687,13 @@ static void format_default(const option *opt, const void *defaults, char *buf, s
     case OPT_CHOICE:
         snprintf(buf, size, " (default: %s)", choice_name(opt->choices, *(const int32_t *)src));
         break;
+    case OPT_SIZE:
+        if (*(const uint64_t *)src == 0) {
+            snprintf(buf, size, " (default: no limit)");
+        } else {
+            snprintf(buf, size, " (default: %llu)", (unsigned long long)*(const uint64_t *)src);
+        }
+        break;
     case OPT_FLAG:
         break;
     }
@@ -772,6 +814,8 @@ static void txt2img_defaults(txt2img_options *o)
     o->batch_count = p.batch_count;
     o->clip_skip = p.clip_skip;
     o->eta = p.eta;
+    o->max_memory = p.max_memory;
+    o->vae_tile = p.vae_tile;
     o->threads = c.n_threads;
     o->backend = c.backend;
     o->prediction = m.prediction;

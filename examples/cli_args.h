@@ -77,6 +77,8 @@ typedef struct txt2img_options {
     float mask_blur;      /* --mask-blur */
     int32_t fill;         /* --fill: ldm_inpaint_fill */
     int32_t no_composite; /* --no-composite */
+    uint64_t max_memory;  /* txt2img --max-memory (bytes, 0 = no limit) */
+    int32_t vae_tile;     /* txt2img --vae-tile */
 } txt2img_options;
 
 /* Parses argv (argv[0] is "txt2img") into `o`, which starts from the library defaults. */

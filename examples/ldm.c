@@ -342,6 +342,8 @@ static void fill_txt2img_params(const txt2img_options *o, progress *bar, ldm_txt
     p->clip_skip = o->clip_skip;
     p->rng = o->rng;
     p->eta = o->eta;
+    p->max_memory = o->max_memory;
+    p->vae_tile = o->vae_tile;
     p->progress = on_progress;
     p->user_data = bar;
 }
@@ -427,6 +429,18 @@ static int generate(ldm_context *ctx, ldm_model *model, const txt2img_options *o
     } else {
         ldm_txt2img_params params;
         fill_txt2img_params(o, bar, &params);
+        if (o->verbose) {
+            uint64_t need = 0;
+            int32_t tile = 0;
+            if (ldm_memory_estimate(ctx, model, &params, &need, &tile) == LDM_OK) {
+                fprintf(stderr, "ldm: expected peak memory %.0f MiB (VAE decode %s", need / 1048576.0,
+                        tile > 0 ? "in tiles of " : "whole");
+                if (tile > 0) {
+                    fprintf(stderr, "%d latent pixels", tile);
+                }
+                fprintf(stderr, ")\n");
+            }
+        }
         st = ldm_txt2img(ctx, model, &params, images);
     }
     progress_break(bar);

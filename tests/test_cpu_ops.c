@@ -7,6 +7,7 @@
 #include "core/backend.h"
 #include "core/common.h"
 #include "core/dtype.h"
+#include "cpu/cpu_winograd.h"
 
 #include <math.h>
 #include <stdio.h>
@@ -211,6 +212,22 @@ static void test_conv(void) {
      * boundaries in the middle of output rows */
     test_conv_case(1, 64, 4, 96, 96, 3, 3, 1, 1, 1, 1, 1, LDM_DT_F16, 0, 1);
     test_conv_case(2, 64, 3, 100, 50, 3, 3, 2, 0, 0, 1, 1, LDM_DT_F32, 0, 1);
+    /* 3x3 stride 1 with enough channels and tiles: Winograd F(4x4, 3x3) (cpu_winograd.c), sizes
+     * not multiples of the 4x4 tile, several chunks of tiles */
+    if (cpu_winograd_enabled()) {
+        CHECK(cpu_winograd_eligible(40, 36, 3, 3, 1, 30, 33, 2, be->n_threads) &&
+                  cpu_winograd_eligible(300, 48, 3, 3, 1, 29, 70, 1, be->n_threads) &&
+                  cpu_winograd_eligible(33, 40, 3, 3, 1, 49, 45, 1, be->n_threads) &&
+                  cpu_winograd_eligible(400, 50, 3, 3, 1, 47, 45, 1, be->n_threads),
+              "the Winograd cases below take the Winograd path");
+        CHECK(!cpu_winograd_eligible(320, 320, 3, 3, 1, 32, 32, 1, be->n_threads), "64 tiles: implicit GEMM");
+    }
+    test_conv_case(2, 40, 36, 30, 33, 3, 3, 1, 1, 1, 1, 1, LDM_DT_F16, 0, 1);
+    test_conv_case(1, 300, 48, 29, 70, 3, 3, 1, 1, 1, 1, 1, LDM_DT_F32, 0, 1);
+    test_conv_case(1, 33, 40, 51, 47, 3, 3, 1, 0, 0, 0, 0, LDM_DT_BF16, 1, 0); /* no padding */
+    /* more than CPU_GEMM_KC input channels: the prepacked transformed weight in two k blocks;
+     * 50 output channels: zero rows in the last micro-panel for every kernel's MR */
+    test_conv_case(1, 400, 50, 47, 45, 3, 3, 1, 1, 1, 1, 1, LDM_DT_F16, 1, 1);
 }
 
 /* ------------------------------------------------------------------------------------------ */

@@ -2,9 +2,6 @@
 
 #ifdef LDM_HAVE_VULKAN
 #include "vulkan/vk_api.h"
-ldm_status ldm_vk_list_devices(int32_t index, int32_t *count, char *name, size_t name_size, int32_t *type,
-                               uint64_t *memory, uint32_t *vendor, uint32_t *device, int32_t *preferred,
-                               int32_t *suitable);
 #endif
 
 #include <stdio.h>

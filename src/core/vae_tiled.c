@@ -425,7 +425,8 @@ ldm_status vae_decode(ldm_exec *ex, const ldm_model *m, int32_t n, int32_t h, in
     /* room for the activations once the decoder's weights are on the device */
     const uint64_t wbytes = decoder_weight_bytes(m);
     const uint64_t avail = free_bytes > wbytes ? free_bytes - wbytes : 0;
-    if (mx <= max_tensor && pk * (uint64_t)n <= avail) return vae_decode_untiled(ex, m, n, h, w, z, image);
+    /* a quarter in reserve: the pools' blocks fragment, and the estimates are estimates */
+    if (mx <= max_tensor && pk / 4 * 5 * (uint64_t)n <= avail) return vae_decode_untiled(ex, m, n, h, w, z, image);
 
     seg segs[MAX_SEGS];
     int nseg = 0;
@@ -450,7 +451,7 @@ ldm_status vae_decode(ldm_exec *ex, const ldm_model *m, int32_t n, int32_t h, in
             need = LDM_MAX(need, seg_bytes(&segs[k], ty, tx, h, w));
             big = LDM_MAX(big, seg_max_tensor(&segs[k], ty, tx, h, w));
         }
-        if (need <= avail && big <= max_tensor && (h + ty - 1) / ty <= MAX_TILES_AXIS && (w + tx - 1) / tx <= MAX_TILES_AXIS)
+        if (need / 4 * 5 <= avail && big <= max_tensor && (h + ty - 1) / ty <= MAX_TILES_AXIS && (w + tx - 1) / tx <= MAX_TILES_AXIS)
             break;
         if ((ty == 1 && tx == 1) || (h + ty - 1) / ty > MAX_TILES_AXIS || (w + tx - 1) / tx > MAX_TILES_AXIS) {
             ldm_fail(LDM_ERR_NO_MEMORY, "VAE decode: even %dx%d latent tiles need %llu MiB (%llu MiB free)", (int)ty,

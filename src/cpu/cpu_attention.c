@@ -84,6 +84,7 @@ typedef struct flash_geom {
     int64_t kp_floats, vp_floats; /* packed K and V^T per (batch, head) */
     int64_t qblocks;
     int64_t chunk;                /* keys per chunk: KEY_CHUNK rounded down to a multiple of MR */
+    bool softmax32;               /* the AVX-512 column softmax can run */
     float *packed;                /* [b * h] x (kp + vp) */
 } flash_geom;
 
@@ -124,13 +125,71 @@ LDM_CPU_CLONES static void flash_softmax(float *s, int64_t rows, int nr, float *
     for (int j = 0; j < nr; j++) l[j] = first ? cm[j] : l[j] * corr[j] + cm[j];
 }
 
+#if defined(__x86_64__) && defined(__GNUC__)
+#include <immintrin.h>
+#define HAVE_SOFTMAX32 1
+
+/* exp(x) for x <= 0 (scores minus their running max), as cpu_expf: Cody-Waite reduction, the
+ * Cephes degree-6 polynomial, 2^n applied by vscalefps. Inputs below -87.3 give ~1e-38. */
+__attribute__((target("avx512f"))) static inline __m512 exp512(__m512 x) {
+    x = _mm512_max_ps(x, _mm512_set1_ps(-87.3f));
+    const __m512 n = _mm512_roundscale_ps(_mm512_mul_ps(x, _mm512_set1_ps(1.44269504088896341f)),
+                                          _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+    __m512 r = _mm512_fnmadd_ps(n, _mm512_set1_ps(0.693359375f), x);
+    r = _mm512_fnmadd_ps(n, _mm512_set1_ps(-2.12194440e-4f), r);
+    __m512 p = _mm512_set1_ps(1.9875691500e-4f);
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.3981999507e-3f));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(8.3334519073e-3f));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(4.1665795894e-2f));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.6666665459e-1f));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(5.0000001201e-1f));
+    p = _mm512_fmadd_ps(p, _mm512_mul_ps(r, r), _mm512_add_ps(r, _mm512_set1_ps(1.0f)));
+    return _mm512_scalef_ps(p, n);
+}
+
+/* flash_softmax for 32 columns without a mask, in registers. */
+__attribute__((target("avx512f"))) static void flash_softmax32(float *s, int64_t rows, float *m, float *l,
+                                                                float *corr, int first) {
+    __m512 c0 = _mm512_set1_ps(-INFINITY), c1 = c0;
+    for (int64_t r = 0; r < rows; r++) {
+        c0 = _mm512_max_ps(c0, _mm512_load_ps(s + r * 32));
+        c1 = _mm512_max_ps(c1, _mm512_load_ps(s + r * 32 + 16));
+    }
+    __m512 m0 = c0, m1 = c1;
+    if (!first) {
+        const __m512 o0 = _mm512_loadu_ps(m), o1 = _mm512_loadu_ps(m + 16);
+        m0 = _mm512_max_ps(c0, o0);
+        m1 = _mm512_max_ps(c1, o1);
+        _mm512_storeu_ps(corr, exp512(_mm512_sub_ps(o0, m0)));
+        _mm512_storeu_ps(corr + 16, exp512(_mm512_sub_ps(o1, m1)));
+    }
+    _mm512_storeu_ps(m, m0);
+    _mm512_storeu_ps(m + 16, m1);
+    __m512 s0 = _mm512_setzero_ps(), s1 = s0;
+    for (int64_t r = 0; r < rows; r++) {
+        const __m512 e0 = exp512(_mm512_sub_ps(_mm512_load_ps(s + r * 32), m0));
+        const __m512 e1 = exp512(_mm512_sub_ps(_mm512_load_ps(s + r * 32 + 16), m1));
+        _mm512_store_ps(s + r * 32, e0);
+        _mm512_store_ps(s + r * 32 + 16, e1);
+        s0 = _mm512_add_ps(s0, e0);
+        s1 = _mm512_add_ps(s1, e1);
+    }
+    if (!first) {
+        s0 = _mm512_fmadd_ps(_mm512_loadu_ps(l), _mm512_loadu_ps(corr), s0);
+        s1 = _mm512_fmadd_ps(_mm512_loadu_ps(l + 16), _mm512_loadu_ps(corr + 16), s1);
+    }
+    _mm512_storeu_ps(l, s0);
+    _mm512_storeu_ps(l + 16, s1);
+}
+#endif
+
 static void flash_pack(const flash_geom *g, const float *k, const float *v, int64_t bh) {
     const cpu_gemm_impl *im = g->im;
     const int64_t bb = bh / g->h, hh = bh % g->h;
     float *kp = g->packed + bh * (g->kp_floats + g->vp_floats), *vp = kp + g->kp_floats;
     const float *K = k + bb * g->lk * g->hd + hh * g->d, *V = v + bb * g->lk * g->hd + hh * g->d;
     /* K as A: rows = keys, k = d (rows contiguous); V^T as A: rows = d, k = keys (columns contiguous) */
-    cpu_gemm_mat KA = {LDM_DT_F32, K, g->hd, 1, 0, 1.0f}, VA = {LDM_DT_F32, V, 1, g->hd, 0, 1.0f};
+    cpu_gemm_mat KA = {LDM_DT_F32, K, g->hd, 1, 0, 1.0f, false}, VA = {LDM_DT_F32, V, 1, g->hd, 0, 1.0f, false};
     cpu_gemm_pack_a(im, &KA, K, 0, g->lk, 0, g->d, kp);
     cpu_gemm_pack_a(im, &VA, V, 0, g->d, 0, g->lk, vp);
 }
@@ -148,7 +207,7 @@ static void flash_task(const flash_geom *g, const float *q, float *y, int64_t ta
           *corr = l + NR;
     /* Q^T (scaled) as one B micro-panel: k = d, columns = queries */
     const float *Q = q + (bb * g->lq + q0) * g->hd + hh * g->d;
-    cpu_gemm_mat QB = {LDM_DT_F32, Q, 1, g->hd, 0, g->scale};
+    cpu_gemm_mat QB = {LDM_DT_F32, Q, 1, g->hd, 0, g->scale, false};
     cpu_gemm_pack_b(im, &QB, Q, 0, g->d, 0, nq, qt);
     const int64_t lk = g->causal ? LDM_MIN(g->lk, q0 + nq) : g->lk;
     for (int64_t c0 = 0; c0 < lk; c0 += g->chunk) {
@@ -158,7 +217,12 @@ static void flash_task(const flash_geom *g, const float *q, float *y, int64_t ta
         for (int64_t r = 0; r < rows; r += MR)
             im->kernel(g->d, kp + (c0 + r) * g->d, qt, s + r * NR, NR, (int)LDM_MIN((int64_t)MR, rows - r), NR, 0, NULL,
                        NULL);
-        flash_softmax(s, rows, NR, m, l, corr, first, g->causal, c0, q0);
+#ifdef HAVE_SOFTMAX32
+        if (NR == 32 && !g->causal && g->softmax32)
+            flash_softmax32(s, rows, m, l, corr, first);
+        else
+#endif
+            flash_softmax(s, rows, NR, m, l, corr, first, g->causal, c0, q0);
         if (!first) {
             for (int64_t dd = 0; dd < g->d; dd++) {
                 float *od = o + dd * NR;
@@ -196,6 +260,11 @@ static ldm_status attention_flash(ldm_backend *be, const ldm_tensor *q, const ld
     g.vp_floats = dpad * g.lk;
     g.qblocks = (g.lq + NR - 1) / NR;
     g.chunk = KEY_CHUNK / MR * MR;
+#ifdef HAVE_SOFTMAX32
+    g.softmax32 = NR == 32 && __builtin_cpu_supports("avx512f");
+#else
+    g.softmax32 = false;
+#endif
     const int64_t bh = g.b * g.h, tasks = bh * g.qblocks;
     g.packed = cpu_alloc((size_t)(bh * (g.kp_floats + g.vp_floats)), sizeof(float), "attention packed K/V");
     if (!g.packed) return LDM_ERR_NO_MEMORY;

@@ -1,4 +1,6 @@
-/* conv2d. Default: implicit GEMM on the backend's own GEMM (cpu_gemm.h): the weight [cout, K]
+/* conv2d. 3x3 stride-1 convs with enough channels and pixels: Winograd F(4x4, 3x3)
+ * (cpu_winograd.c; LDM_CPU_WINOGRAD=0 turns it off). Otherwise implicit GEMM on the backend's own
+ * GEMM (cpu_gemm.h): the weight [cout, K]
  * is the A operand (widened from F16/BF16 while packed), the input is packed straight from the
  * image into B micro-panels (no column matrix), the bias is added in the kernel's epilogue; a
  * 1x1 stride-1 unpadded conv reads the image as a dense [cin, H*W] B.
@@ -6,6 +8,7 @@
  * that the column buffer never exceeds LDM_CPU_CONV_COL_BYTES. */
 #include "cpu_gemm.h"
 #include "cpu_internal.h"
+#include "cpu_winograd.h"
 
 #include <cblas.h>
 #include <omp.h>
@@ -124,12 +127,19 @@ static ldm_status conv2d_gemm(ldm_backend *be, const conv_geom *g, const ldm_ten
     cpu_weight bf;
     ldm_status st = cpu_weight_get("conv2d", b, 1, &bf);
     if (st) return st;
+    if (cpu_winograd_enabled() && cpu_winograd_eligible(g->cin, g->cout, g->kh, g->kw, g->s, g->oh, g->ow, g->n, nt)) {
+        st = cpu_conv2d_winograd(nt, x, w, bf.p, g->pt, g->pl, y);
+        cpu_weight_release(&bf);
+        if (st == LDM_OK) return st;
+        /* out of memory for the transforms: the implicit GEMM needs less */
+        if ((st = cpu_weight_get("conv2d", b, 1, &bf))) return st;
+    }
     cpu_gemm_args a = {.m = g->cout, .n = g->p, .k = g->k, .batch = g->n};
-    a.A = (cpu_gemm_mat){w->dtype, w->data, g->k, 1, 0, 1.0f};
+    a.A = (cpu_gemm_mat){w->dtype, w->data, g->k, 1, 0, 1.0f, false};
     cpu_gemm_mat B;
     cpu_gemm_conv cv;
     if (g->kh == 1 && g->kw == 1 && g->s == 1 && g->pt == 0 && g->pl == 0 && g->oh == g->h && g->ow == g->w) {
-        B = (cpu_gemm_mat){LDM_DT_F32, x->data, g->p, 1, g->cin * g->p, 1.0f};
+        B = (cpu_gemm_mat){LDM_DT_F32, x->data, g->p, 1, g->cin * g->p, 1.0f, false};
         a.B = &B;
     } else {
         cv = (cpu_gemm_conv){x->data, g->cin, g->h, g->w, g->kh, g->kw, g->s, g->pt, g->pl, g->oh, g->ow};

@@ -16,7 +16,7 @@
 #include <stdlib.h>
 #include <strings.h>
 
-#define GEMM_KC 256  /* k slice: B micro-panel KC x 32 floats = 32 KiB (L1 48 KiB) */
+#define GEMM_KC CPU_GEMM_KC /* k slice: B micro-panel KC x 32 floats = 48 KiB, the L1; measured best of 256/320/384 */
 #define GEMM_MC 144  /* rows per packed A block: MC x KC = 144 KiB (L2) */
 #define GEMM_NC 1024 /* columns per task at most: the packed B block KC x NC = 1 MiB (L2) */
 
@@ -226,18 +226,27 @@ LDM_CPU_CLONES static void pack_b_conv(const cpu_gemm_impl *im, const cpu_gemm_c
 
 typedef struct gemm_plan {
     int64_t mchunk, nchunk, mtiles, ntiles, tasks;
+    /* A is shared by the batch items (a conv's weight over the images): a task packs each k
+     * slice of its rows once and runs every batch item with it, instead of one task per item
+     * repacking it (which costs as much as the product when N is small, e.g. 8x8 images) */
+    bool batch_inside;
     size_t a_floats, b_floats; /* per-thread pack buffers */
 } gemm_plan;
 
 static inline int64_t round_up(int64_t a, int64_t b) { return (a + b - 1) / b * b; }
 
 static void plan_tasks(const cpu_gemm_impl *im, const cpu_gemm_args *g, int nt, gemm_plan *pl) {
-    int64_t mchunk = round_up(LDM_MIN(g->m, (int64_t)768), im->mr);
-    int64_t nchunk = round_up(LDM_MIN(g->n, (int64_t)GEMM_NC), im->nr);
+    pl->batch_inside = g->batch > 1 && g->A.batch_stride == 0 && !g->A.prepacked;
+    const int64_t tb = pl->batch_inside ? 1 : g->batch;
+    /* balanced chunks: N = 1280 is 640 + 640, not 1024 + 256 (a narrow task repacks its A rows
+     * for few columns) */
+    const int64_t mparts = (g->m + 767) / 768, nparts = (g->n + GEMM_NC - 1) / GEMM_NC;
+    int64_t mchunk = round_up((g->m + mparts - 1) / mparts, im->mr);
+    int64_t nchunk = round_up((g->n + nparts - 1) / nparts, im->nr);
     /* enough tasks for dynamic balancing (3 per thread), without going below 96 rows or
      * 256 columns per task (packing would start to cost) */
     for (;;) {
-        int64_t tasks = g->batch * ((g->m + mchunk - 1) / mchunk) * ((g->n + nchunk - 1) / nchunk);
+        int64_t tasks = tb * ((g->m + mchunk - 1) / mchunk) * ((g->n + nchunk - 1) / nchunk);
         if (nt <= 1 || tasks >= 3 * (int64_t)nt) break;
         bool can_n = nchunk > 256, can_m = mchunk > 96;
         if (can_n && (nchunk >= mchunk || !can_m))
@@ -251,46 +260,59 @@ static void plan_tasks(const cpu_gemm_impl *im, const cpu_gemm_args *g, int nt, 
     pl->nchunk = nchunk;
     pl->mtiles = (g->m + mchunk - 1) / mchunk;
     pl->ntiles = (g->n + nchunk - 1) / nchunk;
-    pl->tasks = g->batch * pl->mtiles * pl->ntiles;
-    const int64_t kc = LDM_MIN(g->k, (int64_t)GEMM_KC) > 0 ? LDM_MIN(g->k, (int64_t)GEMM_KC) : 1;
+    pl->tasks = tb * pl->mtiles * pl->ntiles;
+    const int64_t kc = cpu_gemm_kblock(g->k);
     /* a multiple of 16 floats, so the B block after it stays 64-byte aligned */
-    pl->a_floats = (size_t)round_up(round_up(LDM_MIN(mchunk, (int64_t)GEMM_MC), im->mr) * kc, 16);
+    const int64_t arows = pl->batch_inside ? mchunk : LDM_MIN(mchunk, (int64_t)GEMM_MC);
+    pl->a_floats = (size_t)round_up(round_up(arows, im->mr) * kc, 16);
     pl->b_floats = (size_t)(round_up(nchunk, im->nr) * kc);
 }
 
 static void run_task(const cpu_gemm_impl *im, const cpu_gemm_args *g, const gemm_plan *pl, int64_t t, float *abuf,
                      float *bbuf) {
-    const int64_t b = t / (pl->mtiles * pl->ntiles), rem = t % (pl->mtiles * pl->ntiles);
+    const int64_t bt = t / (pl->mtiles * pl->ntiles), rem = t % (pl->mtiles * pl->ntiles);
     const int64_t i0 = (rem / pl->ntiles) * pl->mchunk, j0 = (rem % pl->ntiles) * pl->nchunk;
     const int64_t i1 = LDM_MIN(g->m, i0 + pl->mchunk), nc = LDM_MIN(g->n, j0 + pl->nchunk) - j0;
     const int MR = im->mr, NR = im->nr;
     const size_t esz = ldm_dtype_size(g->A.dt);
-    const void *abase = (const char *)g->A.p + (size_t)(b * g->A.batch_stride) * esz;
-    float *C = g->C + b * g->c_batch_stride;
+    const int64_t b0 = pl->batch_inside ? 0 : bt, b1 = pl->batch_inside ? g->batch : bt + 1;
+    const int64_t mstep = pl->batch_inside ? i1 - i0 : GEMM_MC;
+    const int64_t kb = cpu_gemm_kblock(g->k);
     int64_t pc = 0;
     do {
-        const int64_t kc = LDM_MIN((int64_t)GEMM_KC, g->k - pc);
-        if (g->Bconv) {
-            const cpu_gemm_conv *cv = g->Bconv;
-            pack_b_conv(im, cv, cv->x + b * cv->cin * cv->h * cv->w, pc, kc, j0, nc, bbuf);
-        } else {
-            const void *bbase = (const char *)g->B->p + (size_t)(b * g->B->batch_stride) * ldm_dtype_size(g->B->dt);
-            cpu_gemm_pack_b(im, g->B, bbase, pc, kc, j0, nc, bbuf);
-        }
+        const int64_t kc = LDM_MIN(kb, g->k - pc);
         const bool first = pc == 0;
         const int flags = (!first || g->accumulate) ? CPU_GEMM_LOAD_C : 0;
-        for (int64_t ic = i0; ic < i1; ic += GEMM_MC) {
-            const int64_t mc = LDM_MIN((int64_t)GEMM_MC, i1 - ic);
-            cpu_gemm_pack_a(im, &g->A, abase, ic, mc, pc, kc, abuf);
-            for (int64_t jr = 0; jr < nc; jr += NR) {
-                const int nr = (int)LDM_MIN((int64_t)NR, nc - jr);
-                const float *bp = bbuf + (jr / NR) * kc * NR;
-                const float *bn = first && g->bias_n ? g->bias_n + j0 + jr : NULL;
-                for (int64_t ir = 0; ir < mc; ir += MR) {
-                    const int mr = (int)LDM_MIN((int64_t)MR, mc - ir);
-                    const float *bm = first && g->bias_m ? g->bias_m + ic + ir : NULL;
-                    im->kernel(kc, abuf + (ir / MR) * kc * MR, bp, C + (ic + ir) * g->ldc + j0 + jr, g->ldc, mr, nr,
-                               flags, bm, bn);
+        /* batch_inside: the task's rows of A once for this k slice, for every batch item */
+        if (pl->batch_inside) cpu_gemm_pack_a(im, &g->A, g->A.p, i0, i1 - i0, pc, kc, abuf);
+        for (int64_t b = b0; b < b1; b++) {
+            const void *abase = (const char *)g->A.p + (size_t)(b * g->A.batch_stride) * esz;
+            float *C = g->C + b * g->c_batch_stride;
+            if (g->Bconv) {
+                const cpu_gemm_conv *cv = g->Bconv;
+                pack_b_conv(im, cv, cv->x + b * cv->cin * cv->h * cv->w, pc, kc, j0, nc, bbuf);
+            } else {
+                const void *bbase = (const char *)g->B->p + (size_t)(b * g->B->batch_stride) * ldm_dtype_size(g->B->dt);
+                cpu_gemm_pack_b(im, g->B, bbase, pc, kc, j0, nc, bbuf);
+            }
+            for (int64_t ic = i0; ic < i1; ic += mstep) {
+                const int64_t mc = LDM_MIN(mstep, i1 - ic);
+                const float *ap = abuf;
+                if (g->A.prepacked) /* the block's panels are already in place */
+                    ap = (const float *)g->A.p + b * g->A.batch_stride + pc * ((g->m + MR - 1) / MR * MR) +
+                         (ic / MR) * kc * MR;
+                else if (!pl->batch_inside)
+                    cpu_gemm_pack_a(im, &g->A, abase, ic, mc, pc, kc, abuf);
+                for (int64_t jr = 0; jr < nc; jr += NR) {
+                    const int nr = (int)LDM_MIN((int64_t)NR, nc - jr);
+                    const float *bp = bbuf + (jr / NR) * kc * NR;
+                    const float *bn = first && g->bias_n ? g->bias_n + j0 + jr : NULL;
+                    for (int64_t ir = 0; ir < mc; ir += MR) {
+                        const int mr = (int)LDM_MIN((int64_t)MR, mc - ir);
+                        const float *bm = first && g->bias_m ? g->bias_m + ic + ir : NULL;
+                        im->kernel(kc, ap + (ir / MR) * kc * MR, bp, C + (ic + ir) * g->ldc + j0 + jr, g->ldc, mr, nr,
+                                   flags, bm, bn);
+                    }
                 }
             }
         }
@@ -298,30 +320,37 @@ static void run_task(const cpu_gemm_impl *im, const cpu_gemm_args *g, const gemm
     } while (pc < g->k);
 }
 
-/* Per-thread pack buffers, kept between calls (grown when needed, freed at thread exit): a
- * fresh allocation per product costs page faults that show up at small sizes. */
-static pthread_key_t g_buf_key;
+/* Per-thread scratch, kept between calls (grown when needed, freed at thread exit): a fresh
+ * allocation per product costs page faults that show up at small sizes. Slot 0: the GEMM's
+ * pack buffers (and attention's scratch); slot 1: the callers of cpu_gemm that need scratch of
+ * their own around it (Winograd). */
+#define N_SLOTS 2
+static pthread_key_t g_buf_key[N_SLOTS];
 static pthread_once_t g_buf_once = PTHREAD_ONCE_INIT;
-static _Thread_local float *t_buf;
-static _Thread_local size_t t_buf_floats;
+static _Thread_local float *t_buf[N_SLOTS];
+static _Thread_local size_t t_buf_floats[N_SLOTS];
 
 static void buf_destroy(void *p) { cpu_free(p); }
 static void buf_key_init(void) {
-    if (pthread_key_create(&g_buf_key, buf_destroy) != 0) abort();
+    for (int i = 0; i < N_SLOTS; i++)
+        if (pthread_key_create(&g_buf_key[i], buf_destroy) != 0) abort();
 }
 
-float *cpu_gemm_thread_buffer(size_t floats) {
-    if (t_buf_floats >= floats) return t_buf;
+float *cpu_thread_scratch(int slot, size_t floats) {
+    if (slot < 0 || slot >= N_SLOTS) return NULL;
+    if (t_buf_floats[slot] >= floats) return t_buf[slot];
     pthread_once(&g_buf_once, buf_key_init);
     size_t want = floats + floats / 4;
-    float *p = cpu_alloc(want, sizeof(float), "gemm pack buffer");
+    float *p = cpu_alloc(want, sizeof(float), "thread scratch");
     if (!p) return NULL;
-    cpu_free(t_buf);
-    t_buf = p;
-    t_buf_floats = want;
-    pthread_setspecific(g_buf_key, p);
+    cpu_free(t_buf[slot]);
+    t_buf[slot] = p;
+    t_buf_floats[slot] = want;
+    pthread_setspecific(g_buf_key[slot], p);
     return p;
 }
+
+float *cpu_gemm_thread_buffer(size_t floats) { return cpu_thread_scratch(0, floats); }
 
 ldm_status cpu_gemm(int n_threads, const cpu_gemm_args *g) {
     if (g->m <= 0 || g->n <= 0 || g->batch <= 0) return LDM_OK;

@@ -28,6 +28,9 @@ typedef struct cpu_gemm_mat {
     int64_t rs, cs;
     int64_t batch_stride;
     float scale;
+    /* A only: already in the kernel's panel layout (cpu_gemm_prepack_a); p, dt F32, the
+     * strides and scale are then ignored, batch_stride counts floats of the packed layout */
+    bool prepacked;
 } cpu_gemm_mat;
 
 /* An implicit-GEMM convolution input as the B operand: B(k, j) for k = (ci, ky, kx) and output
@@ -61,6 +64,8 @@ LDM_INTERNAL ldm_status cpu_gemm(int n_threads, const cpu_gemm_args *g);
  * and freed at thread exit; NULL when out of memory. Shared by cpu_gemm and attention: valid
  * until the thread's next call. */
 LDM_INTERNAL float *cpu_gemm_thread_buffer(size_t floats);
+/* The same mechanism, slot 0 (= cpu_gemm_thread_buffer) or 1 (for callers of cpu_gemm). */
+LDM_INTERNAL float *cpu_thread_scratch(int slot, size_t floats);
 
 /* ---- the pieces, for callers with their own loop structure (attention) ---- */
 
@@ -96,6 +101,28 @@ LDM_INTERNAL void cpu_gemm_pack_a(const cpu_gemm_impl *im, const cpu_gemm_mat *A
  * floats (zero columns past nc). */
 LDM_INTERNAL void cpu_gemm_pack_b(const cpu_gemm_impl *im, const cpu_gemm_mat *B, const void *base, int64_t k0,
                                   int64_t kc, int64_t j0, int64_t nc, float *dst);
+
+/* k is sliced into blocks of at most this many for packing (the kernel's kc), all of the same
+ * size but the last (k = 320 -> 160 + 160, not 256 + 64: a short slice pays the C tile's loads
+ * and stores for little work). */
+#define CPU_GEMM_KC 384
+static inline int64_t cpu_gemm_kblock(int64_t k) {
+    const int64_t nb = (k + CPU_GEMM_KC - 1) / CPU_GEMM_KC;
+    return nb > 1 ? (k + nb - 1) / nb : (k > 0 ? k : 1);
+}
+
+/* Floats of an m x k A operand in the kernel's panel layout: for each k block (cpu_gemm_kblock
+ * columns, the last shorter), ceil(m / MR) micro-panels of kc x MR, zero rows past m. Element
+ * (i, c) of block starting at column c0 (kc columns) is at c0 * Mp + (i / MR) * kc * MR +
+ * (c - c0) * MR + i % MR, Mp = m rounded up to MR. */
+static inline size_t cpu_gemm_prepacked_floats(const cpu_gemm_impl *im, int64_t m, int64_t k) {
+    return (size_t)((m + im->mr - 1) / im->mr * im->mr * k);
+}
+static inline size_t cpu_gemm_prepacked_index(const cpu_gemm_impl *im, int64_t m, int64_t k, int64_t i, int64_t c) {
+    const int64_t kb = cpu_gemm_kblock(k), mp = (m + im->mr - 1) / im->mr * im->mr, c0 = c / kb * kb,
+                  kc = k - c0 < kb ? k - c0 : kb;
+    return (size_t)(c0 * mp + (i / im->mr) * kc * im->mr + (c - c0) * im->mr + i % im->mr);
+}
 
 /* Kernels (cpu_gemm_x86.c); NULL where not compiled. */
 LDM_INTERNAL void cpu_gemm_kernel_avx512_12x32(int64_t kc, const float *a, const float *b, float *c, int64_t ldc,

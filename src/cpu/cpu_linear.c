@@ -34,8 +34,8 @@ ldm_status cpu_linear(ldm_backend *be, const ldm_tensor *x, const ldm_tensor *w,
     cpu_weight wf, bf;
     if (!cpu_gemm_use_openblas()) {
         if ((st = cpu_weight_get(op, b, 1, &bf))) return st;
-        cpu_gemm_mat B = {w->dtype, w->data, 1, in, 0, 1.0f};
-        cpu_gemm_args a = {.m = m, .n = out, .k = in, .batch = 1, .A = {LDM_DT_F32, x->data, in, 1, 0, 1.0f}, .B = &B,
+        cpu_gemm_mat B = {w->dtype, w->data, 1, in, 0, 1.0f, false};
+        cpu_gemm_args a = {.m = m, .n = out, .k = in, .batch = 1, .A = {LDM_DT_F32, x->data, in, 1, 0, 1.0f, false}, .B = &B,
                            .C = y->data, .ldc = out, .bias_n = bf.p};
         st = cpu_gemm(nt, &a);
         cpu_weight_release(&bf);

@@ -32,4 +32,11 @@ uint64_t ldm_vk_pool_bytes(const ldm_backend *be);
 /* Waits for all recorded work (tests and timing). */
 ldm_status ldm_vk_sync(ldm_backend *be);
 
+/* The public device list (core/context.c): the number of devices and, for 0 <= index < count,
+ * what ldm_device_info reports about device `index` (any out-pointer may be NULL). Creates and
+ * destroys its own instance. */
+ldm_status ldm_vk_list_devices(int32_t index, int32_t *count, char *name, size_t name_size, int32_t *type,
+                               uint64_t *memory, uint32_t *vendor, uint32_t *device, int32_t *preferred,
+                               int32_t *suitable);
+
 #endif

@@ -262,10 +262,6 @@ static int pick_best(const dev_desc *d, uint32_t n, bool allow_cpu) {
     return best;
 }
 
-/* For the public device list (core/context.c). */
-ldm_status ldm_vk_list_devices(int32_t index, int32_t *count, char *name, size_t name_size, int32_t *type,
-                               uint64_t *memory, uint32_t *vendor, uint32_t *device, int32_t *preferred,
-                               int32_t *suitable);
 ldm_status ldm_vk_list_devices(int32_t index, int32_t *count, char *name, size_t name_size, int32_t *type,
                                uint64_t *memory, uint32_t *vendor, uint32_t *device, int32_t *preferred,
                                int32_t *suitable) {
@@ -1106,9 +1102,9 @@ static void vk_destroy(ldm_backend *be) {
         const char *stats = getenv("LDM_VULKAN_STATS");
         if (stats && stats[0] && strcmp(stats, "0") != 0)
             fprintf(stderr,
-                    "ldm vulkan stats: %s: %zu pipelines (%.2f s to create), %llu dispatches, %llu barriers, %llu "
+                    "ldm vulkan stats: %s (%s): %zu pipelines (%.2f s to create), %llu dispatches, %llu barriers, %llu "
                     "submissions, %llu waits, %.1f MiB weights, %.1f MiB up, %.1f MiB down, pools %.1f MiB\n",
-                    b->device_name, b->npipes, b->pipeline_seconds, (unsigned long long)b->n_dispatch,
+                    b->device_name, type_name(b->device_type), b->npipes, b->pipeline_seconds, (unsigned long long)b->n_dispatch,
                     (unsigned long long)b->n_barrier, (unsigned long long)b->n_submit, (unsigned long long)b->n_wait,
                     (double)b->weight_bytes / MIB, (double)b->upload_bytes / MIB, (double)b->download_bytes / MIB,
                     (double)b->pool_bytes / MIB);
@@ -1373,5 +1369,3 @@ uint64_t ldm_vk_pool_bytes(const ldm_backend *be) { return ((const ldm_vk_backen
 
 ldm_status ldm_vk_sync(ldm_backend *be) { return finish_all(vkb(be)); }
 
-const char *ldm_vk_type_name(int32_t type);
-const char *ldm_vk_type_name(int32_t type) { return type_name((VkPhysicalDeviceType)type); }
