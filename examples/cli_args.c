@@ -119,14 +119,17 @@ static const char *const scheduler_labels[] = {NULL, "Karras", "Exponential", "S
     OPT('v', "verbose", OPT_FLAG, T2I(verbose), NULL, "log more (twice for debug messages)")
 
 static const option txt2img_table[] = {
-    OPT('m', "model", OPT_STRING, T2I(model), "FILE", "checkpoint to load (.safetensors)",
-        .required = 1, .nonempty = 1),
+    OPT('m', "model", OPT_STRING, T2I(model), "FILE",
+        "checkpoint to load (.safetensors, .ckpt, diffusers folder); default: the demo model "
+        "ldm-shapes-64 that ships with ldm", .nonempty = 1),
     OPT('p', "prompt", OPT_STRING, T2I(prompt), "TEXT", "what to draw", .required = 1),
     OPT('n', "negative-prompt", OPT_STRING, T2I(negative_prompt), "TEXT", "what to steer away from"),
-    OPT('W', "width", OPT_INT, T2I(width), "N", "image width in pixels, a multiple of 8", .min = 8,
+    OPT('W', "width", OPT_INT, T2I(width), "N",
+        "image width in pixels, a multiple of 8; 0 = the model's own size (SD 1.x 512, the demo "
+        "model 64)", .min = 0, .max = MAX_SIDE, .multiple_of = 8),
+    OPT('H', "height", OPT_INT, T2I(height), "N",
+        "image height in pixels, a multiple of 8; 0 = the model's own size", .min = 0,
         .max = MAX_SIDE, .multiple_of = 8),
-    OPT('H', "height", OPT_INT, T2I(height), "N", "image height in pixels, a multiple of 8",
-        .min = 8, .max = MAX_SIDE, .multiple_of = 8),
     OPT(0, "max-memory", OPT_SIZE, T2I(max_memory), "SIZE",
         "peak memory to stay under (e.g. 2.4G, 1500M); the VAE decodes in smaller tiles to fit, "
         "and the run stops before starting when it cannot"),
@@ -144,8 +147,9 @@ static const choice fill_choices[] = {{"original", LDM_INPAINT_FILL_ORIGINAL},
                                       {NULL, 0}};
 
 static const option inpaint_table[] = {
-    OPT('m', "model", OPT_STRING, T2I(model), "FILE", "checkpoint to load (.safetensors)",
-        .required = 1, .nonempty = 1),
+    OPT('m', "model", OPT_STRING, T2I(model), "FILE",
+        "checkpoint to load (.safetensors, .ckpt, diffusers folder); default: the demo model "
+        "ldm-shapes-64 that ships with ldm", .nonempty = 1),
     OPT('i', "init-img", OPT_STRING, T2I(init_image), "PNG",
         "image to paint into; its size (multiples of 8) is the output size", .required = 1,
         .nonempty = 1),
@@ -170,8 +174,9 @@ static const option inpaint_table[] = {
 };
 
 static const option img2img_table[] = {
-    OPT('m', "model", OPT_STRING, T2I(model), "FILE", "checkpoint to load (.safetensors)",
-        .required = 1, .nonempty = 1),
+    OPT('m', "model", OPT_STRING, T2I(model), "FILE",
+        "checkpoint to load (.safetensors, .ckpt, diffusers folder); default: the demo model "
+        "ldm-shapes-64 that ships with ldm", .nonempty = 1),
     OPT('i', "init-img", OPT_STRING, T2I(init_image), "PNG",
         "image to start from (multiples of 8); sets the size", .required = 1,
         .nonempty = 1),

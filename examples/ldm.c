@@ -159,6 +159,33 @@ static ldm_status load_model(ldm_context *ctx, const char *path, const char *con
  * Paths
  * ------------------------------------------------------------------------------------------- */
 
+#ifndef LDM_MODELS_DIR
+#define LDM_MODELS_DIR "/usr/local/share/ldm/models"
+#endif
+#define DEMO_MODEL "ldm-shapes-64.safetensors"
+
+/* The model used when -m is omitted: the demo model (models/README.md), looked for beside the
+ * program first (a build tree keeps it in build/models, the program in build/examples), then
+ * where `meson install` puts it. Fills `buf`; returns 0, or -1 when neither exists. */
+static int default_model_path(char *buf, size_t size)
+{
+    char exe[4096];
+    ssize_t n = readlink("/proc/self/exe", exe, sizeof exe - 1);
+    if (n > 0) {
+        exe[n] = '\0';
+        char *slash = strrchr(exe, '/');
+        if (slash != NULL) {
+            *slash = '\0';
+            snprintf(buf, size, "%s/../models/" DEMO_MODEL, exe);
+            if (access(buf, R_OK) == 0) {
+                return 0;
+            }
+        }
+    }
+    snprintf(buf, size, "%s/" DEMO_MODEL, LDM_MODELS_DIR);
+    return access(buf, R_OK) == 0 ? 0 : -1;
+}
+
 /* Offset of the extension's dot in `path` (or its length): only a dot in the last component
  * that is not its first character counts, so "dir.v2/out" and ".hidden" have none. */
 static size_t extension_offset(const char *path)
@@ -547,6 +574,15 @@ static int cmd_generate(int argc, char **argv)
     if (check_output_dir(o.output) != 0) {
         return LDM_EXIT_FAILURE;
     }
+    char demo_model[4200];
+    if (o.model == NULL) {
+        if (default_model_path(demo_model, sizeof demo_model) != 0) {
+            cli_error("no -m MODEL given, and the demo model " DEMO_MODEL " is neither beside this "
+                      "program (../models) nor in " LDM_MODELS_DIR);
+            return LDM_EXIT_USAGE;
+        }
+        o.model = demo_model;
+    }
     /* The init image is read (and its size checked) before the slow model load. */
     png_io_image init = {0}, mask = {0};
     if (img2img || inpaint) {
@@ -750,6 +786,7 @@ static void print_model_info(const char *path, const ldm_model_info *info, const
     printf("latent channels: %d\n", info->latent_channels);
     printf("downscale:       %d\n", info->downscale);
     printf("scale factor:    %g\n", (double)info->scale_factor);
+    if (info->image_size > 0) printf("image size:      %d x %d (txt2img default)\n", info->image_size, info->image_size);
     if (strcmp(info->text_encoder, "none") == 0) {
         printf("text encoder:    none (conditioned on the low-res image)\n");
     } else if (strcmp(info->text_encoder, "bert") == 0) {

@@ -119,7 +119,6 @@ expect_usage_error help frobnicate
 expect_usage_error info
 
 M="$TMP/model.safetensors" # never created: these must fail before looking for it
-expect_usage_error txt2img -p cat
 expect_usage_error txt2img -m "$M"
 expect_usage_error txt2img -m "$M" -p cat --bogus
 expect_usage_error txt2img -m "$M" -p cat -x
@@ -128,10 +127,19 @@ expect_usage_error txt2img -m "$M" -p cat extra-argument
 expect_usage_error txt2img -m "$M" -p cat --verbose=1
 expect_usage_error txt2img -m "" -p cat
 expect_usage_error txt2img -m "$M" -p cat -o ""
-for bad in abc 0 -8 100 12x "" " 64" +64 16392 99999999999999999999; do
+for bad in abc -8 100 12x "" " 64" +64 16392 99999999999999999999; do
     expect_usage_error txt2img -m "$M" -p cat -W "$bad"
 done
 expect_usage_error txt2img -m "$M" -p cat --height=513
+
+# Without -m the demo model is used (found beside the program: build/models), at its own size.
+if "$LDM" txt2img -p "a red circle on a blue background" --steps 2 -o "$TMP/demo.png" 2>"$TMP/err"; then
+    # PNG IHDR: width and height, big-endian, at bytes 16..23
+    size=$(od -An -tu1 -j16 -N8 "$TMP/demo.png" | tr -s ' ')
+    [ "$size" = " 0 0 0 64 0 0 0 64" ] || fail "default model: the PNG is not 64x64 (IHDR:$size)"
+else
+    fail "txt2img without -m (the demo model): $(cat "$TMP/err")"
+fi
 expect_usage_error txt2img -m "$M" -p cat --steps 0
 expect_usage_error txt2img -m "$M" -p cat --steps 1001
 expect_usage_error txt2img -m "$M" -p cat --batch-count 0

@@ -118,6 +118,7 @@ static void test_prediction_resolution(void) {
         CHECK(strcmp(info.text_encoder, "openclip") == 0 && info.text_layers == 3 && info.clip_skip_default == 2,
               "text encoder %s %d %d", info.text_encoder, info.text_layers, info.clip_skip_default);
         CHECK(!info.inpainting && info.unet_in_channels == 4, "not inpainting");
+        CHECK(info.image_size == 768, "an SD 2.x v-model's default size is 768 (got %d)", info.image_size);
         ldm_model_destroy(m);
     }
     char cfg[4096];
@@ -170,6 +171,7 @@ static void test_prediction_resolution(void) {
         ldm_model_info info = {.struct_size = sizeof info};
         CHECK(ldm_model_get_info(m, &info) == LDM_OK, "get_info");
         CHECK(info.inpainting && info.unet_in_channels == 9 && info.latent_channels == 4, "inpainting model info");
+        CHECK(info.image_size == 512, "inpainting default size %d, not 512", info.image_size);
         CHECK(info.prediction == LDM_PREDICTION_EPS && strcmp(info.prediction_source, "family default") == 0,
               "inpainting models are eps: %s", info.prediction_source);
         ldm_model_destroy(m);

@@ -207,6 +207,10 @@ typedef struct ldm_model_info {
     /* Appended after the first layout (a smaller struct_size leaves them out): */
     const char *first_stage;       /* "kl" (AutoencoderKL) or "vq" (VQModelInterface, ldm-sr) */
     int32_t upscaler;              /* nonzero: a super-resolution model, run with ldm_upscale() */
+    /* Appended in the third layout: */
+    int32_t image_size;            /* the width and height txt2img uses when given 0: the file's
+                                      "ldm.image_size" metadata, else the family's training size
+                                      (SD 1.x 512, SD 2.x v 768, LDM-KL-8-G 256); 0 for upscalers */
 } ldm_model_info;
 
 /* Fills info up to info->struct_size (fields are only ever appended). */
@@ -325,7 +329,8 @@ typedef struct ldm_txt2img_params {
     size_t struct_size;          /* sizeof(ldm_txt2img_params) */
     const char *prompt;          /* required */
     const char *negative_prompt; /* NULL = "" */
-    int32_t width, height;       /* pixels, multiples of 8; default 512 x 512 */
+    int32_t width, height;       /* pixels, multiples of 8; 0 (the default) = the model's own
+                                    size, ldm_model_info.image_size (SD 1.x: 512) */
     int32_t steps;               /* default 20 */
     float cfg_scale;             /* default 7.5; 1.0 skips the unconditional pass */
     const char *sampler;         /* default "euler" */

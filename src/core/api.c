@@ -236,8 +236,8 @@ LDM_API void ldm_txt2img_params_init(ldm_txt2img_params *p) {
     if (!p) return;
     memset(p, 0, sizeof *p);
     p->struct_size = sizeof *p;
-    p->width = 512;
-    p->height = 512;
+    p->width = 0; /* the model's own size (ldm_model_info.image_size) */
+    p->height = 0;
     p->steps = 20;
     p->cfg_scale = 7.5f;
     p->sampler = "euler";
@@ -365,6 +365,12 @@ static ldm_status generate(ldm_context *ctx, ldm_model *model, const gen_request
     return st;
 }
 
+/* width/height 0: the model's own size (model_image_size: its metadata or family). */
+static void default_size(const ldm_model *model, ldm_txt2img_params *p) {
+    if (p->width == 0) p->width = model_image_size(model);
+    if (p->height == 0) p->height = model_image_size(model);
+}
+
 LDM_API ldm_status ldm_txt2img(ldm_context *ctx, ldm_model *model, const ldm_txt2img_params *params,
                                ldm_image **images) {
     CHECK_ARG(ctx && model && params && images, "ldm_txt2img: ctx, model, params and images are required");
@@ -376,6 +382,7 @@ LDM_API ldm_status ldm_txt2img(ldm_context *ctx, ldm_model *model, const ldm_txt
     static const size_t sizes[] = {offsetof(ldm_txt2img_params, progress_ex), offsetof(ldm_txt2img_params, max_memory)};
     ldm_status st = copy_versioned(&p, sizeof p, params, sizes, 2, "ldm_txt2img_params");
     if (st) return st;
+    default_size(model, &p);
     gen_request r = {.prompt = p.prompt, .negative_prompt = p.negative_prompt, .width = p.width, .height = p.height,
                      .steps = p.steps, .cfg_scale = p.cfg_scale, .sampler = p.sampler, .scheduler = p.scheduler,
                      .seed = p.seed, .random_seed = p.random_seed, .batch_count = p.batch_count,
@@ -394,6 +401,7 @@ LDM_API ldm_status ldm_memory_estimate(ldm_context *ctx, const ldm_model *model,
     static const size_t sizes[] = {offsetof(ldm_txt2img_params, progress_ex), offsetof(ldm_txt2img_params, max_memory)};
     ldm_status st = copy_versioned(&p, sizeof p, params, sizes, 2, "ldm_txt2img_params");
     if (st) return st;
+    default_size(model, &p);
     CHECK_ARG(p.width > 0 && p.height > 0 && p.width <= 8192 && p.height <= 8192,
               "ldm_memory_estimate: width and height must be in 1..8192");
     const int32_t min_tile = 2 * vae_tile_halo(model) + 4;

@@ -526,6 +526,20 @@ ldm_status model_probe_prediction(ldm_exec *ex, ldm_model *m) {
     return st;
 }
 
+int32_t model_image_size(const ldm_model *m) {
+    if (m->family == LDM_FAMILY_LDM_SR || m->family == LDM_FAMILY_X4_UPSCALER) return 0;
+    const char *v = st_meta(m->file, "ldm.image_size");
+    if (v) {
+        char *end;
+        long side = strtol(v, &end, 10);
+        if (end != v && *end == '\0' && side >= m->downscale && side <= 8192 && side % m->downscale == 0)
+            return (int32_t)side;
+    }
+    if (m->family == LDM_FAMILY_SD2 && m->prediction == LDM_PREDICTION_V && !m->concat_channels) return 768;
+    if (m->family == LDM_FAMILY_LDM_TXT2IMG) return 256;
+    return 512;
+}
+
 LDM_API const char *ldm_model_family(const ldm_model *model) { return model ? model->family_name : NULL; }
 LDM_API int32_t ldm_model_latent_channels(const ldm_model *model) { return model ? model->latent_channels : 0; }
 LDM_API int32_t ldm_model_downscale(const ldm_model *model) { return model ? model->downscale : 0; }
@@ -556,6 +570,7 @@ LDM_API ldm_status ldm_model_get_info(const ldm_model *model, ldm_model_info *in
     v.upscaler = upscaler;
     v.clip_skip_default = model->clip.default_skip;
     v.scale_factor = model->scale_factor;
+    v.image_size = model_image_size(model);
     ldm_component_info *c[4] = {&v.unet, &v.vae, &v.text, &v.other};
     for (int k = 0; k < 4; k++) {
         c[k]->params = model->comp[k].params;

@@ -132,6 +132,13 @@ struct ldm_model {
     size_t n_derived;
 };
 
+/* The side (pixels) txt2img uses when the caller gives none: the checkpoint's own
+ * "ldm.image_size" metadata when it is a valid size (the demo model says 64), else the size the
+ * family was trained at: 768 for 4-channel SD 2.x v-models (Stability v2-inference-v.yaml,
+ * 768-v-ema), 256 for LDM-KL-8-G (txt2img-1p4B-eval.yaml: 32 latent x f8), 512 for the rest of
+ * the text-to-image families; 0 for the super-resolution models, which take an image instead. */
+int32_t model_image_size(const ldm_model *m);
+
 /* Weight by exact checkpoint key, or NULL. */
 const ldm_tensor *model_weight(const ldm_model *m, const char *name);
 /* printf-style lookup; on a missing key records LDM_ERR_FORMAT (naming it) in *status. */
