@@ -89,6 +89,12 @@ static const char *const scheduler_labels[] = {NULL, "Karras", "Exponential", "S
     {.short_name = (s), .long_name = (l), .kind = (k), .offset = (off), .metavar = (mv),           \
      .help = __VA_ARGS__}
 
+/* --device (all commands that open a context): ldm_context_params.device_index. */
+#define DEVICE_HELP                                                                                \
+    "Vulkan device index from ldm --list-devices (implies --backend vulkan); -1 = the best "      \
+    "(discrete > integrated > virtual > CPU)"
+#define MAX_DEVICE 1024
+
 #define T2I(field) offsetof(txt2img_options, field)
 /* The options after the image source and size, shared by txt2img and img2img. */
 #define SAMPLING_OPTIONS                                                                           \
@@ -112,6 +118,7 @@ static const char *const scheduler_labels[] = {NULL, "Karras", "Exponential", "S
         .max = 4096),                                                                              \
     OPT(0, "backend", OPT_CHOICE, T2I(backend), NULL, "compute backend",                          \
         .choices = backend_choices),                                                               \
+    OPT(0, "device", OPT_INT, T2I(device), "N", DEVICE_HELP, .min = -1, .max = MAX_DEVICE),       \
     OPT(0, "config", OPT_STRING, T2I(config), "FILE", "model hyper-parameter JSON", .nonempty = 1), \
     OPT(0, "prediction", OPT_CHOICE, T2I(prediction), NULL, "what the network predicts",          \
         .choices = prediction_choices),                                                            \
@@ -216,6 +223,7 @@ static const option upscale_table[] = {
         .max = 4096),
     OPT('t', "threads", OPT_INT, UPS(threads), "N", "CPU threads (0 = all online CPUs)", .min = 0, .max = 4096),
     OPT(0, "backend", OPT_CHOICE, UPS(backend), NULL, "compute backend", .choices = backend_choices),
+    OPT(0, "device", OPT_INT, UPS(device), "N", DEVICE_HELP, .min = -1, .max = MAX_DEVICE),
     OPT(0, "config", OPT_STRING, UPS(config), "FILE", "model hyper-parameter JSON", .nonempty = 1),
     OPT(0, "prediction", OPT_CHOICE, UPS(prediction), NULL, "what the network predicts",
         .choices = prediction_choices),
@@ -231,6 +239,7 @@ static const option info_table[] = {
         .choices = prediction_choices),
     OPT(0, "backend", OPT_CHOICE, INFO(backend), NULL, "compute backend",
         .choices = backend_choices),
+    OPT(0, "device", OPT_INT, INFO(device), "N", DEVICE_HELP, .min = -1, .max = MAX_DEVICE),
     OPT('t', "threads", OPT_INT, INFO(threads), "N", "CPU threads (0 = all online CPUs)", .min = 0,
         .max = 4096),
     OPT('v', "verbose", OPT_FLAG, INFO(verbose), NULL, "log more (twice for debug messages)"),
@@ -823,7 +832,18 @@ static void txt2img_defaults(txt2img_options *o)
     o->vae_tile = p.vae_tile;
     o->threads = c.n_threads;
     o->backend = c.backend;
+    o->device = c.device_index;
     o->prediction = m.prediction;
+}
+
+/* --device N picks a Vulkan device: with --backend cpu it is a contradiction. */
+static cli_result check_device(cli_result r, int32_t backend, int32_t device)
+{
+    if (r == CLI_RUN && device >= 0 && backend == LDM_BACKEND_CPU) {
+        cli_error("--device %d selects a Vulkan device; it cannot be combined with --backend cpu", (int)device);
+        return CLI_USAGE;
+    }
+    return r;
 }
 
 cli_result txt2img_parse(int argc, char **argv, txt2img_options *o)
@@ -833,6 +853,7 @@ cli_result txt2img_parse(int argc, char **argv, txt2img_options *o)
     memset(&defaults, 0, sizeof defaults);
     defaults.txt2img = *o;
     cli_result r = parse_command(&txt2img_command, argc, argv, o);
+    r = check_device(r, o->backend, o->device);
     if (r == CLI_HELP) {
         print_help(&txt2img_command, &defaults, stdout);
     }
@@ -867,6 +888,7 @@ cli_result img2img_parse(int argc, char **argv, txt2img_options *o)
     memset(&defaults, 0, sizeof defaults);
     defaults.txt2img = *o;
     cli_result r = parse_command(&img2img_command, argc, argv, o);
+    r = check_device(r, o->backend, o->device);
     if (r == CLI_HELP) {
         print_help(&img2img_command, &defaults, stdout);
     }
@@ -937,6 +959,7 @@ cli_result inpaint_parse(int argc, char **argv, txt2img_options *o)
     memset(&defaults, 0, sizeof defaults);
     defaults.txt2img = *o;
     cli_result r = parse_command(&inpaint_command, argc, argv, o);
+    r = check_device(r, o->backend, o->device);
     if (r == CLI_HELP) {
         print_help(&inpaint_command, &defaults, stdout);
     } else if (r == CLI_RUN && (o->mask == NULL) == (o->outpaint == NULL)) {
@@ -972,11 +995,13 @@ cli_result upscale_parse(int argc, char **argv, upscale_options *o)
     o->tile_overlap = p.tile_overlap;
     o->threads = c.n_threads;
     o->backend = c.backend;
+    o->device = c.device_index;
     o->prediction = m.prediction;
     any_options defaults;
     memset(&defaults, 0, sizeof defaults);
     defaults.upscale = *o;
     cli_result r = parse_command(&upscale_command, argc, argv, o);
+    r = check_device(r, o->backend, o->device);
     if (r == CLI_HELP) {
         print_help(&upscale_command, &defaults, stdout);
     }
@@ -991,6 +1016,7 @@ cli_result info_parse(int argc, char **argv, info_options *o)
     ldm_model_params_init(&m);
     memset(o, 0, sizeof *o);
     o->backend = c.backend;
+    o->device = c.device_index;
     o->prediction = m.prediction;
     o->threads = c.n_threads;
 
@@ -998,6 +1024,7 @@ cli_result info_parse(int argc, char **argv, info_options *o)
     memset(&defaults, 0, sizeof defaults);
     defaults.info = *o;
     cli_result r = parse_command(&info_command, argc, argv, o);
+    r = check_device(r, o->backend, o->device);
     if (r == CLI_HELP) {
         print_help(&info_command, &defaults, stdout);
     } else if (r == CLI_RUN && o->model == NULL) {

@@ -65,6 +65,7 @@ typedef struct txt2img_options {
     float eta;
     int32_t threads;
     int32_t backend;    /* ldm_backend_kind */
+    int32_t device;     /* --device: Vulkan device index, -1 = the best (ldm_context_params) */
     int32_t prediction; /* ldm_prediction */
     int32_t verbose;    /* number of -v */
     const char *init_image; /* img2img: -i PNG */
@@ -110,6 +111,7 @@ typedef struct upscale_options {
     int32_t tile, tile_overlap;
     int32_t threads;
     int32_t backend;
+    int32_t device; /* --device, as in txt2img_options */
     int32_t prediction;
     int32_t verbose;
 } upscale_options;
@@ -124,6 +126,7 @@ typedef struct info_options {
     const char *model;
     const char *config;
     int32_t backend;
+    int32_t device; /* --device, as in txt2img_options */
     int32_t prediction;
     int32_t threads;
     int32_t verbose;

@@ -126,12 +126,17 @@ static int32_t log_level_for(int32_t verbose)
  * Context and model
  * ------------------------------------------------------------------------------------------- */
 
-static ldm_status open_context(int32_t backend, int32_t threads, int32_t verbose, progress *bar,
-                               ldm_context **ctx)
+/* device >= 0 (--device N) names a Vulkan device: the backend becomes Vulkan even when it was
+ * auto, so that a missing or unusable device is an error ("device index N requested, K
+ * device(s) found") rather than a quiet fall back to the CPU. --backend cpu with --device was
+ * refused while parsing. */
+static ldm_status open_context(int32_t backend, int32_t device, int32_t threads, int32_t verbose,
+                               progress *bar, ldm_context **ctx)
 {
     ldm_context_params cp;
     ldm_context_params_init(&cp);
-    cp.backend = backend;
+    cp.backend = device >= 0 && backend == LDM_BACKEND_AUTO ? LDM_BACKEND_VULKAN : backend;
+    cp.device_index = device;
     cp.n_threads = threads;
     cp.log_level = log_level_for(verbose);
     cp.log_fn = on_log;
@@ -612,7 +617,7 @@ static int cmd_generate(int argc, char **argv)
     ldm_context *ctx = NULL;
     ldm_model *model = NULL;
     int rc;
-    ldm_status st = open_context(o.backend, o.threads, o.verbose, &bar, &ctx);
+    ldm_status st = open_context(o.backend, o.device, o.threads, o.verbose, &bar, &ctx);
     if (st != LDM_OK) {
         png_io_image_free(&init);
         png_io_image_free(&mask);
@@ -671,7 +676,7 @@ static int cmd_upscale(int argc, char **argv)
     ldm_model *model = NULL;
     ldm_image *high = NULL;
     int rc = LDM_EXIT_OK;
-    ldm_status st = open_context(o.backend, o.threads, o.verbose, &bar, &ctx);
+    ldm_status st = open_context(o.backend, o.device, o.threads, o.verbose, &bar, &ctx);
     if (st != LDM_OK) {
         png_io_image_free(&low);
         return library_failure(st, "cannot create a context");
@@ -818,7 +823,7 @@ static int cmd_info(int argc, char **argv)
     progress_init(&bar, stderr, 1);
     ldm_context *ctx = NULL;
     ldm_model *model = NULL;
-    ldm_status st = open_context(o.backend, o.threads, o.verbose, &bar, &ctx);
+    ldm_status st = open_context(o.backend, o.device, o.threads, o.verbose, &bar, &ctx);
     if (st != LDM_OK) {
         return library_failure(st, "cannot create a context");
     }

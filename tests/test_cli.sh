@@ -77,8 +77,8 @@ expect_status 0 --help && {
 expect_status 0 help && stdout_has 'ldm txt2img'
 expect_status 0 txt2img --help && {
     for opt in --model --prompt --negative-prompt --width --height --steps --cfg-scale --sampler \
-        --scheduler --seed --rng --batch-count --clip-skip --eta --threads --backend --config \
-        --prediction --output --verbose; do
+        --scheduler --seed --rng --batch-count --clip-skip --eta --threads --backend --device \
+        --config --prediction --output --verbose; do
         stdout_has "$opt"
     done
     stdout_has 'euler' # the sampler list comes from the library
@@ -107,7 +107,8 @@ expect_status 0 inpaint --help && {
     stdout_has 'latent-noise'
     ! grep -q -e '--width' "$TMP/out" || fail "inpaint --help offers --width (the size is the image's)"
 }
-expect_status 0 info --help && stdout_has 'usage: ldm info'
+expect_status 0 info --help && { stdout_has 'usage: ldm info'; stdout_has '--device'; }
+expect_status 0 upscale --help && { stdout_has 'usage: ldm upscale'; stdout_has '--device'; }
 expect_status 0 help txt2img && stdout_has 'usage: ldm txt2img'
 
 # --- usage errors: exit 2 ----------------------------------------------------------------------
@@ -170,6 +171,15 @@ for bad in abc 1,2 1,2,3,4,5 -8 8,-8,0,0 "" 99999; do
 done
 expect_usage_error inpaint -m "$M" -i x.png -p cat --mask m.png --fill blur
 expect_usage_error inpaint -m "$M" -i x.png -p cat --mask m.png --mask-blur -1
+# --device N: an index (-1 = the best device) that selects a Vulkan device, so not with --backend cpu.
+for bad in -2 x 1.5 ''; do
+    expect_usage_error txt2img -m "$M" -p cat --device "$bad"
+done
+expect_usage_error txt2img -m "$M" -p cat --backend cpu --device 0
+expect_usage_error img2img -m "$M" -i x.png -p cat --backend cpu --device 0
+expect_usage_error inpaint -m "$M" -i x.png -p cat --mask m.png --backend cpu --device 1
+expect_usage_error upscale -m "$M" -i x.png --backend cpu --device 0
+expect_usage_error info --backend cpu --device 0 "$M"
 
 # --- failures after parsing: exit 1 -------------------------------------------------------------
 # These parse, so they also prove the values above the error cases are accepted: the largest
@@ -179,6 +189,21 @@ expect_failure 'LDM_ERR_' txt2img -m "$M" -p cat --backend cpu --seed 1844674407
 expect_failure 'LDM_ERR_' txt2img -m "$M" -p cat --backend cpu --seed -1 -W512 --height=768 \
     --scheduler Karras --rng CPU --cfg-scale 1 --eta 0.5 --clip-skip 2 -vv -o "$OUT"
 expect_failure 'LDM_ERR_' info --backend cpu "$M"
+# --device -1 (the default) and --backend cpu parse; an index past the devices is an error
+# (LDM_ERR_BACKEND) when the context is made, before the model is looked at, in every build:
+# a CPU-only build has no Vulkan devices at all. With --device the backend is Vulkan even
+# when it was auto, so a bad index never falls back to the CPU quietly.
+expect_failure 'LDM_ERR_' txt2img -m "$M" -p cat --backend cpu --device -1 -o "$OUT"
+expect_failure 'LDM_ERR_BACKEND' txt2img -m "$M" -p cat --device 1024 -o "$OUT"
+expect_failure 'LDM_ERR_BACKEND' info --device 1024 "$M"
+# Vulkan devices present (a Vulkan build with a driver: CI's lavapipe): the message names the
+# index and the count, and device 0 runs (below, with the model).
+n_devices=0
+if expect_status 0 --list-devices && grep -q '^0: ' "$TMP/out"; then
+    n_devices=$(grep -c '^[0-9][0-9]*: ' "$TMP/out")
+    expect_failure "device index $n_devices requested, $n_devices device(s) found" \
+        txt2img -m "$M" -p cat --device "$n_devices" -o "$OUT"
+fi
 # Peer spellings parse: --sampling-method with an alias, every scheduler name.
 for sch in discrete karras exponential simple sgm_uniform; do
     expect_failure 'LDM_ERR_' txt2img -m "$M" -p cat --backend cpu --sampling-method euler_a \
@@ -288,6 +313,20 @@ Steps: 1, Sampler: euler, CFG scale: 7.5, Seed: 7, Size: 32x32, Model: sd1-tiny,
         seed=$(sed -n 's/^ldm: wrote .* (seed \([0-9]*\))$/\1/p' "$TMP/err")
         [ -n "$seed" ] || fail "--seed -1: no seed reported"
         [ -z "$seed" ] || file_has "$TMP/random.png" "Seed: $seed,"
+    fi
+    # upscale reads its input first: with a real PNG, a bad --device fails at the context.
+    [ ! -s "$G" ] || expect_failure 'LDM_ERR_BACKEND' upscale -m "$M" -i "$G" --backend vulkan \
+        --device=1024 -o "$TMP/never.png"
+    # --device 0 on the first Vulkan device (lavapipe in CI) generates, on Vulkan.
+    if [ "$n_devices" -gt 0 ]; then
+        if expect_status 0 txt2img -m "$MODEL" -p "a red cube" -W 32 -H 32 --steps 1 --seed 7 \
+            --device 0 -v -o "$TMP/dev0.png"; then
+            grep -q 'using the Vulkan device' "$TMP/err" || fail "--device 0: no 'using the Vulkan device' line"
+            grep -q '(sd1) in .* on vulkan$' "$TMP/err" || fail "--device 0: the model was not loaded on vulkan"
+            [ -s "$TMP/dev0.png" ] || fail "--device 0: no image written"
+        fi
+    else
+        echo "SKIP: --device 0 run (no Vulkan device)"
     fi
     if env --default-signal=INT true 2>/dev/null; then
         test_interrupt
