@@ -1,4 +1,7 @@
 #version 450
+#ifdef W_F16
+#extension GL_EXT_shader_16bit_storage : require
+#endif
 // 2-D convolution as an implicit GEMM (no column buffer): for image n = gl_WorkGroupID.z,
 //   y[n, co, p] = bias[co] + sum_k w[co, k] col[k, p],  k = (ci, ky, kx), p = (oy, ox),
 //   col[k, p] = x[n, ci, oy*s - pad_top + ky, ox*s - pad_left + kx] (0 outside the image).
@@ -8,7 +11,15 @@
 layout(local_size_x = 8, local_size_y = 8) in;
 
 layout(std430, binding = 0) readonly buffer X { float x[]; };
+// With W_F16 (the _f16 module, LDM_CONTEXT fp16 weights) the weights are stored as float16 and
+// widened on load; all arithmetic stays float32 (no arithmetic on halves at all).
+#ifdef W_F16
+layout(std430, binding = 1) readonly buffer W { float16_t w[]; };
+#define WLOAD(i) float(w[i])
+#else
 layout(std430, binding = 1) readonly buffer W { float w[]; };
+#define WLOAD(i) w[i]
+#endif
 layout(std430, binding = 2) readonly buffer Bias { float bias[]; };
 layout(std430, binding = 3) writeonly buffer Y { float y[]; };
 
@@ -51,7 +62,7 @@ void main() {
             // weights: 64 channels x 16 k, consecutive invocations along k
             uint r = idx / BK, c = idx % BK;
             uint k = k0 + c, co = co0 + r;
-            As[c][r] = (co < pc.cout && k < K) ? w[co * K + k] : 0.0;
+            As[c][r] = (co < pc.cout && k < K) ? WLOAD(co * K + k) : 0.0;
             // columns: 16 k x 64 positions, consecutive invocations along p
             uint kk = e, kb = k0 + kk;
             float v = 0.0;

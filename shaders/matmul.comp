@@ -1,4 +1,7 @@
 #version 450
+#ifdef W_F16
+#extension GL_EXT_shader_16bit_storage : require
+#endif
 // Linear layer, torch layout: y[m, col0 + n] = sum_k x[m, k] w[n, k] (+ bias[col0 + n]), y with
 // row stride ldy. A weight larger than one storage binding is bound in slices of rows, one
 // dispatch each, writing columns col0 .. col0 + N - 1.
@@ -9,7 +12,15 @@
 layout(local_size_x = 8, local_size_y = 8) in;
 
 layout(std430, binding = 0) readonly buffer X { float x[]; };
+// With W_F16 (the _f16 module, LDM_CONTEXT fp16 weights) the weights are stored as float16 and
+// widened on load; all arithmetic stays float32 (no arithmetic on halves at all).
+#ifdef W_F16
+layout(std430, binding = 1) readonly buffer W { float16_t w[]; };
+#define WLOAD(i) float(w[i])
+#else
 layout(std430, binding = 1) readonly buffer W { float w[]; };
+#define WLOAD(i) w[i]
+#endif
 layout(std430, binding = 2) readonly buffer Bias { float bias[]; };
 layout(std430, binding = 3) writeonly buffer Y { float y[]; };
 
@@ -37,7 +48,7 @@ void main() {
             uint k = k0 + c;
             uint m = m0 + r, n = n0 + r;
             As[c][r] = (m < pc.M && k < pc.K) ? x[m * pc.K + k] : 0.0;
-            Bs[c][r] = (n < pc.N && k < pc.K) ? w[n * pc.K + k] : 0.0;
+            Bs[c][r] = (n < pc.N && k < pc.K) ? WLOAD(n * pc.K + k) : 0.0;
         }
         barrier();
         for (uint kk = 0u; kk < BK; kk++) {

@@ -167,8 +167,17 @@ static void test_contexts(void) {
     ldm_context_params_init(&cp);
     CHECK(cp.struct_size == sizeof cp, "context params struct_size");
     CHECK(cp.backend == LDM_BACKEND_AUTO && cp.n_threads == 0 && cp.device_index == -1 &&
-              cp.log_level == LDM_LOG_WARN && cp.log_fn == NULL,
+              cp.log_level == LDM_LOG_WARN && cp.log_fn == NULL && cp.vulkan_fp16_weights == 0,
           "context params defaults");
+    /* A caller built before vulkan_fp16_weights existed (struct_size up to log_user_data). */
+    {
+        ldm_context_params old = cp;
+        old.backend = LDM_BACKEND_CPU;
+        old.struct_size = offsetof(ldm_context_params, vulkan_fp16_weights);
+        ldm_context *octx = NULL;
+        CHECK(ldm_context_create(&old, &octx) == LDM_OK && octx != NULL, "context params without vulkan_fp16_weights");
+        ldm_context_destroy(octx);
+    }
 
     /* NULL params = defaults. */
     ldm_context *ctx = (ldm_context *)&cp;

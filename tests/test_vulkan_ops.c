@@ -595,6 +595,141 @@ static void test_limits(void) {
     small->ops->destroy(small);
 }
 
+/* The half-precision rule (CONFORM.md): max|d| <= rel * max|ref| over the tensor. */
+static void compare_pair_rel(const char *what, pair *y, double rel) {
+    checks++;
+    float *gv = malloc((size_t)y->n * sizeof *gv), *gc = malloc((size_t)y->n * sizeof *gc);
+    if (vk->ops->download(vk, y->v, gv) || cpu->ops->download(cpu, y->c, gc)) {
+        FAILF("%s: download: %s", what, ldm_last_error());
+    } else {
+        double maxd = 0, maxref = 0;
+        bool finite = true;
+        for (int64_t i = 0; i < y->n; i++) {
+            finite = finite && isfinite(gv[i]);
+            maxd = fmax(maxd, fabs((double)gv[i] - (double)gc[i]));
+            maxref = fmax(maxref, fabs((double)gc[i]));
+        }
+        if (!finite || !(maxd <= rel * maxref))
+            FAILF("%s: max|d| %.3g > %.0e * max|ref| %.3g", what, maxd, rel, maxref);
+        else
+            printf("  %s: max|d|/max|ref| %.2e\n", what, maxd / maxref);
+    }
+    free(gv);
+    free(gc);
+}
+
+/* fp16 weight storage (ldm_vk_options.fp16_weights): linear and conv2d weights are stored as
+ * float16 where the device has storageBuffer16BitAccess. F16 files are then exact (the fp32
+ * rule holds); F32/BF16 weights are rounded and held to the half-precision rule; each weight
+ * takes 2 bytes per element on the device; a weight with a value beyond the half range stays
+ * float32; a weight also used by a float32 op (add) gets its own float32 copy. 64 KiB bindings
+ * force the sliced linear path over float16 rows. */
+static void test_fp16_weights(void) {
+    ldm_vk_options o;
+    ldm_vk_options_init(&o);
+    o.validation = -1;
+    o.fp16_weights = true;
+    o.max_binding_bytes = 64 << 10;
+    ldm_backend *h = NULL;
+    if (ldm_vk_backend_create(&o, 1, &h)) {
+        FAILF("fp16 Vulkan backend: %s", ldm_last_error());
+        return;
+    }
+    if (!ldm_vk_fp16_weights(h)) {
+        printf("SKIP: fp16 weights (the device lacks storageBuffer16BitAccess)\n");
+        h->ops->destroy(h);
+        return;
+    }
+    ldm_backend *saved = vk;
+    vk = h;
+    char what[160];
+    const ldm_dtype dts[3] = {LDM_DT_F32, LDM_DT_F16, LDM_DT_BF16};
+    for (int k = 0; k < 3; k++) {
+        ldm_dtype dt = dts[k];
+        /* linear: CLIP-like (activations within the 64 KiB bindings), then a [256, 512] weight
+         * (256 KiB as halves: bound in four 64 KiB slices) */
+        const int64_t shapes[2][3] = {{20, 64, 192}, {5, 512, 256}};
+        for (int s = 0; s < 2; s++) {
+            int64_t l = shapes[s][0], in = shapes[s][1], out = shapes[s][2];
+            pair x = pair_rand(3, 2, l, in, 1, -1.0f, 1.0f), y = pair_new(3, 2, l, out, 1);
+            weight *w = wt_rand(dt, 2, 2, out, in, 0, 0, -0.5f, 0.5f);
+            weight *bw = wt_rand(dt, 1, 1, out, 0, 0, 0, -1.0f, 1.0f);
+            uint64_t before = ldm_vk_weight_bytes(vk);
+            snprintf(what, sizeof what, "fp16 weights: linear x [2,%lld,%lld] w [%lld,%lld] %s", (long long)l,
+                     (long long)in, (long long)out, (long long)in, dtn(dt));
+            RUN2(what, cpu->ops->linear(cpu, x.c, W(w), W(bw), y.c), vk->ops->linear(vk, x.v, W(w), W(bw), y.v));
+            if (dt == LDM_DT_F16) compare_pair(what, &y, false);
+            else compare_pair_rel(what, &y, 1e-2);
+            checks++;
+            uint64_t got = ldm_vk_weight_bytes(vk) - before, want = (uint64_t)(out * in) * 2 + (uint64_t)out * 4;
+            if (got != want)
+                FAILF("%s: %llu weight bytes on the device, expected %llu (halves + a float32 bias)", what,
+                      (unsigned long long)got, (unsigned long long)want);
+            pair_free(&x);
+            pair_free(&y);
+            wt_free(w);
+            wt_free(bw);
+        }
+        pair x = pair_rand(4, 2, 32, 8, 6, -1.0f, 1.0f), y = pair_new(4, 2, 64, 8, 6);
+        weight *w = wt_rand(dt, 1, 4, 64, 32, 3, 3, -0.3f, 0.3f);
+        weight *bw = wt_rand(dt, 3, 1, 64, 0, 0, 0, -1.0f, 1.0f);
+        ldm_conv2d_params p = {1, 1, 1, 1, 1};
+        snprintf(what, sizeof what, "fp16 weights: conv2d x [2,32,8,6] w [64,32,3,3] %s", dtn(dt));
+        RUN2(what, cpu->ops->conv2d(cpu, x.c, W(w), W(bw), &p, y.c), vk->ops->conv2d(vk, x.v, W(w), W(bw), &p, y.v));
+        if (dt == LDM_DT_F16) compare_pair(what, &y, false);
+        else compare_pair_rel(what, &y, 1e-2);
+        pair_free(&x);
+        pair_free(&y);
+        wt_free(w);
+        wt_free(bw);
+    }
+    /* a value beyond the half range: the weight stays float32 (and exact) */
+    {
+        pair x = pair_rand(2, 3, 40, 1, 1, -1.0f, 1.0f), y = pair_new(2, 3, 24, 1, 1);
+        weight *w = wt_rand(LDM_DT_F32, 0, 2, 24, 40, 0, 0, -0.5f, 0.5f);
+        float big = 1e5f;
+        memcpy((char *)w->t.data + 4 * 17, &big, 4);
+        uint64_t before = ldm_vk_weight_bytes(vk);
+        RUN2("fp16 weights: linear with a value of 1e5", cpu->ops->linear(cpu, x.c, W(w), NULL, y.c),
+             vk->ops->linear(vk, x.v, W(w), NULL, y.v));
+        compare_pair("fp16 weights: linear with a value of 1e5 (kept float32)", &y, false);
+        checks++;
+        if (ldm_vk_weight_bytes(vk) - before != 24 * 40 * 4)
+            FAILF("fp16 weights: a weight beyond the half range took %llu bytes, expected %d",
+                  (unsigned long long)(ldm_vk_weight_bytes(vk) - before), 24 * 40 * 4);
+        /* once more: found in the cache, nothing uploaded */
+        before = ldm_vk_weight_bytes(vk);
+        RUN2("fp16 weights: linear again", cpu->ops->linear(cpu, x.c, W(w), NULL, y.c),
+             vk->ops->linear(vk, x.v, W(w), NULL, y.v));
+        compare_pair("fp16 weights: linear again (cached float32 copy)", &y, false);
+        checks++;
+        if (ldm_vk_weight_bytes(vk) != before) FAILF("fp16 weights: the kept float32 copy was uploaded again");
+        pair_free(&x);
+        pair_free(&y);
+        wt_free(w);
+    }
+    /* one weight as a linear weight (float16) and as an add operand (float32), alternately */
+    {
+        weight *w = wt_rand(LDM_DT_F32, 0, 2, 16, 16, 0, 0, -0.5f, 0.5f);
+        pair x = pair_rand(2, 16, 16, 1, 1, -1.0f, 1.0f), y = pair_new(2, 16, 16, 1, 1);
+        for (int r = 0; r < 2; r++) {
+            RUN2("fp16 weights: shared weight in linear", cpu->ops->linear(cpu, x.c, W(w), NULL, y.c),
+                 vk->ops->linear(vk, x.v, W(w), NULL, y.v));
+            compare_pair_rel("fp16 weights: shared weight in linear", &y, 1e-2);
+            RUN2("fp16 weights: shared weight in add", cpu->ops->add(cpu, x.c, W(w), y.c),
+                 vk->ops->add(vk, x.v, W(w), y.v));
+            compare_pair("fp16 weights: shared weight in add (float32 copy)", &y, false);
+        }
+        pair_free(&x);
+        pair_free(&y);
+        wt_free(w);
+    }
+    checks++;
+    if (ldm_vk_sync(vk) || ldm_vk_validation_errors(vk)) FAILF("validation errors on the fp16 backend");
+    vk = saved;
+    h->ops->destroy(h);
+}
+
 int main(void) {
     ldm_vk_options o;
     ldm_vk_options_init(&o);
@@ -619,6 +754,7 @@ int main(void) {
     test_errors();
     test_cache_and_determinism();
     test_limits();
+    test_fp16_weights();
     checks++;
     if (ldm_vk_sync(vk) || ldm_vk_validation_errors(vk))
         FAILF("validation: %d error(s): %s", ldm_vk_validation_errors(vk), ldm_last_error());

@@ -1,7 +1,8 @@
 /* ldm-conform: runs one golden case (shared/golden format, CONFORM.md contract) through the
  * library and writes every output tensor of the case under the golden's names.
  *
- *   ldm-conform MODEL.safetensors CASE.safetensors OUT.safetensors [--backend cpu|vulkan]
+ *   ldm-conform MODEL.safetensors CASE.safetensors OUT.safetensors [--backend cpu|vulkan|vulkan-fp16]
+ * (vulkan-fp16: Vulkan with ldm_context_params.vulkan_fp16_weights, float16 weight storage)
  *
  * It reads only the case's input tensors and __metadata__; sizes come from the input tensors.
  * It links the internal static library (a test tool, not public API). */
@@ -556,14 +557,18 @@ int main(int argc, char **argv) {
         }
     }
     if (np != 3) {
-        fprintf(stderr, "usage: ldm-conform MODEL.safetensors CASE.safetensors OUT.safetensors [--backend cpu|vulkan]\n");
+        fprintf(stderr, "usage: ldm-conform MODEL.safetensors CASE.safetensors OUT.safetensors "
+                        "[--backend cpu|vulkan|vulkan-fp16]\n");
         return 2;
     }
     ldm_context_params cp;
     ldm_context_params_init(&cp);
     if (strcmp(backend, "cpu") == 0) cp.backend = LDM_BACKEND_CPU;
     else if (strcmp(backend, "vulkan") == 0) cp.backend = LDM_BACKEND_VULKAN;
-    else {
+    else if (strcmp(backend, "vulkan-fp16") == 0) {
+        cp.backend = LDM_BACKEND_VULKAN;
+        cp.vulkan_fp16_weights = 1;
+    } else {
         fprintf(stderr, "ldm-conform: error: unknown backend '%s'\n", backend);
         return 2;
     }

@@ -111,6 +111,12 @@ typedef struct ldm_context_params {
     int32_t log_level;       /* messages up to this level reach log_fn; default LDM_LOG_WARN */
     ldm_log_fn log_fn;       /* NULL = no logging (default) */
     void *log_user_data;
+    /* Vulkan only, opt-in (default 0): store the weights of linear and conv2d layers as float16
+     * on the device (half the memory; arithmetic stays float32), where the device has
+     * storageBuffer16BitAccess; otherwise, or for a tensor with values beyond the half range,
+     * float32 as usual. Results then differ from float32 by the weight rounding (about 1e-3
+     * relative). The last member: a struct_size that ends at log_user_data leaves it 0. */
+    int32_t vulkan_fp16_weights;
 } ldm_context_params;
 
 LDM_API void ldm_context_params_init(ldm_context_params *params);

@@ -65,10 +65,13 @@ LDM_API ldm_status ldm_context_create(const ldm_context_params *params, ldm_cont
         ldm_vk_options_init(&vo);
         vo.device_index = p.device_index;
         vo.allow_cpu_device = p.backend == LDM_BACKEND_VULKAN || p.device_index >= 0;
+        vo.fp16_weights = p.vulkan_fp16_weights != 0;
         ldm_status vst = ldm_vk_backend_create(&vo, ctx->n_threads, &ctx->be);
         if (!vst) {
             ctx->backend_kind = LDM_BACKEND_VULKAN;
             ctx_log(ctx, LDM_LOG_INFO, "using the Vulkan device %s", ldm_vk_device_name(ctx->be));
+            if (vo.fp16_weights && !ldm_vk_fp16_weights(ctx->be))
+                ctx_log(ctx, LDM_LOG_INFO, "the device lacks storageBuffer16BitAccess: weights stay float32");
             *out = ctx;
             return LDM_OK;
         }

@@ -14,6 +14,8 @@ typedef struct ldm_vk_options {
     uint64_t budget_bytes;      /* device memory the backend may hold; 0 = LDM_VULKAN_BUDGET_MB
                                    from the environment, else 90% of the device-local heap */
     uint64_t max_binding_bytes; /* 0 = maxStorageBufferRange; smaller forces the split paths */
+    bool fp16_weights;          /* store linear and conv2d weights as float16 (fp32 arithmetic),
+                                   where the device has storageBuffer16BitAccess; else ignored */
 } ldm_vk_options;
 
 void ldm_vk_options_init(ldm_vk_options *o);
@@ -29,6 +31,10 @@ int ldm_vk_validation_errors(const ldm_backend *be);
 /* Device memory the backend may hold (its budget) and holds now, in bytes. */
 uint64_t ldm_vk_budget(const ldm_backend *be);
 uint64_t ldm_vk_pool_bytes(const ldm_backend *be);
+/* Whether linear/conv2d weights are stored as float16 (fp16_weights was asked for and the
+ * device has storageBuffer16BitAccess), and the device bytes of the weights uploaded so far. */
+bool ldm_vk_fp16_weights(const ldm_backend *be);
+uint64_t ldm_vk_weight_bytes(const ldm_backend *be);
 /* Waits for all recorded work (tests and timing). */
 ldm_status ldm_vk_sync(ldm_backend *be);
 

@@ -3,6 +3,7 @@
 #include "vk_internal.h"
 #include "vk_api.h"
 
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -811,9 +812,31 @@ static void convert_to_f32(int32_t dtype, const unsigned char *src, float *dst, 
     }
 }
 
-ldm_status vk_upload_bytes(ldm_vk_backend *b, const vk_view *dst, VkDeviceSize dst_off, const void *src,
-                           VkDeviceSize bytes, int32_t dtype) {
-    /* bytes counts float32 bytes on the device; the source has elements of `dtype` */
+/* Float16 bits of n elements of `dtype` (round to nearest even; F16 is copied). */
+static void convert_to_f16(int32_t dtype, const unsigned char *src, uint16_t *dst, size_t n) {
+    switch (dtype) {
+    case LDM_DT_F16: memcpy(dst, src, 2 * n); break;
+    case LDM_DT_BF16:
+        for (size_t i = 0; i < n; i++) {
+            uint16_t h;
+            memcpy(&h, src + 2 * i, 2);
+            dst[i] = ldm_f32_to_f16(ldm_bf16_to_f32(h));
+        }
+        break;
+    default:
+        for (size_t i = 0; i < n; i++) {
+            float f;
+            memcpy(&f, src + 4 * i, 4);
+            dst[i] = ldm_f32_to_f16(f);
+        }
+        break;
+    }
+}
+
+/* Uploads elements of `dtype` from src into dst at dst_off, converted to float32 (dst_es 4) or
+ * float16 (dst_es 2); bytes counts device bytes. */
+static ldm_status upload_converted(ldm_vk_backend *b, const vk_view *dst, VkDeviceSize dst_off, const void *src,
+                                   VkDeviceSize bytes, int32_t dtype, VkDeviceSize dst_es) {
     const size_t es = dtype == LDM_DT_F16 || dtype == LDM_DT_BF16 ? 2 : 4;
     const unsigned char *s = src;
     VkDeviceSize done = 0;
@@ -828,8 +851,10 @@ ldm_status vk_upload_bytes(ldm_vk_backend *b, const vk_view *dst, VkDeviceSize d
             avail = b->staging_size - f->staging_used;
         }
         VkDeviceSize chunk = bytes - done < avail ? bytes - done : avail & ~(VkDeviceSize)3;
-        size_t n = (size_t)(chunk / 4);
-        convert_to_f32(dtype, s + (done / 4) * es, (float *)((char *)f->staging->mapped + f->staging_used), n);
+        size_t n = (size_t)(chunk / dst_es);
+        void *stage = (char *)f->staging->mapped + f->staging_used;
+        if (dst_es == 2) convert_to_f16(dtype, s + (done / 2) * es, stage, n);
+        else convert_to_f32(dtype, s + (done / 4) * es, stage, n);
         vk_view w = {dst->block, dst->off + dst_off + done, chunk};
         hazard(b, f, NULL, 0, &w, 1);
         VkBufferCopy c = {f->staging_used, w.off, chunk};
@@ -839,6 +864,12 @@ ldm_status vk_upload_bytes(ldm_vk_backend *b, const vk_view *dst, VkDeviceSize d
         b->upload_bytes += chunk;
     }
     return LDM_OK;
+}
+
+ldm_status vk_upload_bytes(ldm_vk_backend *b, const vk_view *dst, VkDeviceSize dst_off, const void *src,
+                           VkDeviceSize bytes, int32_t dtype) {
+    /* bytes counts float32 bytes on the device; the source has elements of `dtype` */
+    return upload_converted(b, dst, dst_off, src, bytes, dtype, 4);
 }
 
 static ldm_status download_bytes(ldm_vk_backend *b, const vk_view *src, float *dst, VkDeviceSize bytes) {
@@ -940,7 +971,27 @@ static void weights_evict_unused(ldm_vk_backend *b) {
     if (any) wc_rehash(b, b->wc_cap); /* open addressing: rebuild the probe chains */
 }
 
-static ldm_status weight_view(ldm_vk_backend *b, const ldm_tensor *t, vk_view *out) {
+/* Whether every value of a host weight fits float16 (|v| <= 65504 after rounding; an infinity or
+ * NaN of the file is kept as it is). F16 always does. */
+static bool fits_f16(const ldm_tensor *t, int64_t n) {
+    if (t->dtype == LDM_DT_F16) return true;
+    for (int64_t i = 0; i < n; i++) {
+        float v;
+        if (t->dtype == LDM_DT_BF16) {
+            uint16_t h;
+            memcpy(&h, (const char *)t->data + 2 * i, 2);
+            v = ldm_bf16_to_f32(h);
+        } else {
+            memcpy(&v, (const char *)t->data + 4 * i, 4);
+        }
+        if (isfinite(v) && (ldm_f32_to_f16(v) & 0x7c00u) == 0x7c00u) return false;
+    }
+    return true;
+}
+
+/* The cached device copy of host weight t, stored as float16 when want_f16 (and every value
+ * fits), else float32; *f16 tells which. A weight used both ways has two entries. */
+static ldm_status weight_view(ldm_vk_backend *b, const ldm_tensor *t, bool want_f16, vk_view *out, bool *f16) {
     const int64_t n = ldm_numel(t);
     const size_t bytes = (size_t)n * ldm_dtype_size(t->dtype);
     const uint64_t fp = fingerprint(t->data, bytes);
@@ -949,9 +1000,13 @@ static ldm_status weight_view(ldm_vk_backend *b, const ldm_tensor *t, vk_view *o
         for (size_t k = 0; k < b->wc_cap && b->wc[i].host; k++, i = (i + 1) & (b->wc_cap - 1)) {
             vk_weight *w = &b->wc[i];
             if (w->host != t->data) continue;
+            /* an fp16 request takes a float16 copy, or the float32 one made because the values do
+             * not fit; a float32 request takes a float32 copy */
+            if (want_f16 ? !(w->f16 || w->f16_tried) : w->f16) continue;
             if (w->bytes == bytes && w->dtype == (int32_t)t->dtype && w->numel == n && w->fingerprint == fp) {
                 w->last_use = b->tick;
-                *out = (vk_view){w->a.block, w->a.off, (VkDeviceSize)n * 4};
+                *out = (vk_view){w->a.block, w->a.off, (VkDeviceSize)n * (w->f16 ? 2 : 4)};
+                *f16 = w->f16;
                 return LDM_OK;
             }
             /* another tensor now lives at this address: drop the stale copy */
@@ -967,12 +1022,14 @@ static ldm_status weight_view(ldm_vk_backend *b, const ldm_tensor *t, vk_view *o
         ldm_status st = wc_rehash(b, b->wc_cap ? b->wc_cap * 2 : 256);
         if (st) return st;
     }
-    vk_weight w = {.host = t->data, .bytes = bytes, .dtype = t->dtype, .numel = n, .fingerprint = fp,
-                   .last_use = b->tick};
-    ldm_status st = pool_alloc(b, &b->weight_pool, (VkDeviceSize)n * 4, &w.a);
+    const bool as_f16 = want_f16 && fits_f16(t, n);
+    const VkDeviceSize es = as_f16 ? 2 : 4;
+    vk_weight w = {.host = t->data, .bytes = bytes, .dtype = t->dtype, .f16 = as_f16, .f16_tried = want_f16,
+                   .numel = n, .fingerprint = fp, .last_use = b->tick};
+    ldm_status st = pool_alloc(b, &b->weight_pool, (VkDeviceSize)n * es, &w.a);
     if (st) return st;
-    vk_view v = {w.a.block, w.a.off, (VkDeviceSize)n * 4};
-    if ((st = vk_upload_bytes(b, &v, 0, t->data, v.size, t->dtype))) {
+    vk_view v = {w.a.block, w.a.off, (VkDeviceSize)n * es};
+    if ((st = upload_converted(b, &v, 0, t->data, v.size, t->dtype, es))) {
         pool_free(&w.a);
         return st;
     }
@@ -980,6 +1037,7 @@ static ldm_status weight_view(ldm_vk_backend *b, const ldm_tensor *t, vk_view *o
     b->wc_n++;
     b->weight_bytes += v.size;
     *out = v;
+    *f16 = as_f16;
     return LDM_OK;
 }
 
@@ -995,7 +1053,17 @@ ldm_status vk_view_of(ldm_vk_backend *b, const char *op, const char *what, const
     if (t->dtype != LDM_DT_F32 && t->dtype != LDM_DT_F16 && t->dtype != LDM_DT_BF16)
         return ldm_fail(LDM_ERR_INVALID_ARG, "%s: %s must be F32, F16 or BF16 (is %s)", op, what,
                         ldm_dtype_name(t->dtype));
-    return weight_view(b, t, out);
+    bool f16;
+    return weight_view(b, t, false, out, &f16);
+}
+
+ldm_status vk_matrix_view_of(ldm_vk_backend *b, const char *op, const char *what, const ldm_tensor *t, vk_view *out,
+                             bool *f16) {
+    *f16 = false;
+    if (!b->fp16_weights || !t || t->device || !t->data) return vk_view_of(b, op, what, t, out);
+    if (t->dtype != LDM_DT_F32 && t->dtype != LDM_DT_F16 && t->dtype != LDM_DT_BF16)
+        return vk_view_of(b, op, what, t, out); /* its message */
+    return weight_view(b, t, true, out, f16);
 }
 
 /* ------------------------------------------------------------------------------------------ */
@@ -1227,7 +1295,17 @@ static ldm_status setup_device(ldm_vk_backend *b, const dev_desc *d, const ldm_v
     const char *exts[1];
     uint32_t next = 0;
     if (device_has_ext(b->phys, "VK_KHR_portability_subset")) exts[next++] = "VK_KHR_portability_subset";
+    /* fp16 weights: only with storageBuffer16BitAccess (a Vulkan 1.1 feature), enabled here */
+    VkPhysicalDevice16BitStorageFeatures s16 = {.sType = VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_16BIT_STORAGE_FEATURES};
+    if (o->fp16_weights) {
+        VkPhysicalDeviceFeatures2 f2 = {.sType = VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_FEATURES_2, .pNext = &s16};
+        vkGetPhysicalDeviceFeatures2(b->phys, &f2);
+        b->fp16_weights = s16.storageBuffer16BitAccess == VK_TRUE;
+        s16 = (VkPhysicalDevice16BitStorageFeatures){.sType = VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_16BIT_STORAGE_FEATURES,
+                                                     .storageBuffer16BitAccess = VK_TRUE};
+    }
     VkDeviceCreateInfo dci = {.sType = VK_STRUCTURE_TYPE_DEVICE_CREATE_INFO,
+                              .pNext = b->fp16_weights ? &s16 : NULL,
                               .queueCreateInfoCount = 1,
                               .pQueueCreateInfos = &qci,
                               .enabledExtensionCount = next,
@@ -1369,3 +1447,6 @@ uint64_t ldm_vk_pool_bytes(const ldm_backend *be) { return ((const ldm_vk_backen
 
 ldm_status ldm_vk_sync(ldm_backend *be) { return finish_all(vkb(be)); }
 
+bool ldm_vk_fp16_weights(const ldm_backend *be) { return ((const ldm_vk_backend *)be)->fp16_weights; }
+
+uint64_t ldm_vk_weight_bytes(const ldm_backend *be) { return ((const ldm_vk_backend *)be)->weight_bytes; }

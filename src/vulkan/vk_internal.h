@@ -53,11 +53,14 @@ typedef struct vk_view {
     VkDeviceSize off, size;
 } vk_view;
 
-/* A weight uploaded once (converted to float32), found again by its host address. */
+/* A weight uploaded once (converted to float32, or to float16 for the fp16 weight path), found
+ * again by its host address and storage type. */
 typedef struct vk_weight {
     const void *host; /* NULL: empty slot */
     size_t bytes;
     int32_t dtype;
+    bool f16;      /* stored as float16 */
+    bool f16_tried; /* made for an fp16 request: float32 only because a value exceeds the half range */
     int64_t numel;
     uint64_t fingerprint;
     vk_alloc a;
@@ -105,6 +108,7 @@ typedef struct ldm_vk_backend {
     char device_name[256];
     VkPhysicalDeviceType device_type;
     uint32_t subgroup_size;
+    bool fp16_weights; /* linear/conv2d weights stored as float16 (storageBuffer16BitAccess on) */
     VkDeviceSize max_range;  /* maxStorageBufferRange (or a smaller forced window) */
     VkDeviceSize align;      /* minStorageBufferOffsetAlignment, at least 16 */
     VkDeviceSize max_alloc;  /* maxMemoryAllocationSize */
@@ -142,6 +146,10 @@ static inline ldm_vk_backend *vkb(ldm_backend *be) { return (ldm_vk_backend *)be
  * first use). `what` names the argument in messages. */
 LDM_INTERNAL ldm_status vk_view_of(ldm_vk_backend *b, const char *op, const char *what, const ldm_tensor *t,
                                    vk_view *out);
+/* The device copy of a linear/conv2d weight: float16 (*f16 set) when the backend stores weights
+ * as float16 and every value fits the half range, else as vk_view_of. */
+LDM_INTERNAL ldm_status vk_matrix_view_of(ldm_vk_backend *b, const char *op, const char *what, const ldm_tensor *t,
+                                          vk_view *out, bool *f16);
 /* Records one dispatch of `shader` specialised by spec[0..nspec), binding views[0..nviews)
  * (in binding order; `writes` is a bit mask of the bindings written), with push constants. */
 LDM_INTERNAL ldm_status vk_dispatch(ldm_vk_backend *b, ldm_vk_shader_id shader, const uint32_t *spec, uint32_t nspec,

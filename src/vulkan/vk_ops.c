@@ -106,13 +106,18 @@ static uint64_t gcd64(uint64_t a, uint64_t b) {
     return a;
 }
 
-/* Largest chunk of elements, a multiple of `unit`, whose windows start on aligned byte offsets
- * and span at most the binding range when an element takes `scale` floats. */
-static uint64_t chunk_elems(const ldm_vk_backend *b, uint64_t unit, uint64_t scale) {
-    uint64_t a4 = b->align / 4;
-    uint64_t step = unit / gcd64(unit, a4) * a4;
-    uint64_t fit = b->max_range / (4 * scale);
+/* Largest chunk of elements of `es` bytes, a multiple of `unit`, whose windows start on aligned
+ * byte offsets and span at most the binding range when an element takes `scale` elements. */
+static uint64_t chunk_elems_es(const ldm_vk_backend *b, uint64_t unit, uint64_t scale, uint64_t es) {
+    uint64_t ae = b->align / es;
+    uint64_t step = unit / gcd64(unit, ae) * ae;
+    uint64_t fit = b->max_range / (es * scale);
     return fit / step * step;
+}
+
+/* The same for float32 elements. */
+static uint64_t chunk_elems(const ldm_vk_backend *b, uint64_t unit, uint64_t scale) {
+    return chunk_elems_es(b, unit, scale, 4);
 }
 
 typedef struct ew_push {
@@ -408,7 +413,9 @@ ldm_status vk_linear(ldm_backend *be, const ldm_tensor *x, const ldm_tensor *w, 
                         (long long)out);
     if ((st = no_alias(op, y, x))) return st;
     vk_view v[4];
-    if ((st = vk_view_of(b, op, "x", x, &v[0])) || (st = vk_view_of(b, op, "w", w, &v[1]))) return st;
+    bool f16 = false; /* the weight is stored as float16 (matmul_f16) */
+    if ((st = vk_view_of(b, op, "x", x, &v[0])) || (st = vk_matrix_view_of(b, op, "w", w, &v[1], &f16))) return st;
+    const uint64_t wes = f16 ? 2 : 4;
     if (bias) {
         if ((st = vk_view_of(b, op, "b", bias, &v[2]))) return st;
     } else {
@@ -417,7 +424,7 @@ ldm_status vk_linear(ldm_backend *be, const ldm_tensor *x, const ldm_tensor *w, 
     if ((st = vk_view_of(b, op, "y", y, &v[3]))) return st;
     /* a weight over the binding range is bound in slices of whole rows (output features) */
     uint64_t rows = (uint64_t)out;
-    if (v[1].size > b->max_range) rows = chunk_elems(b, (uint64_t)in, 1) / (uint64_t)in;
+    if (v[1].size > b->max_range) rows = chunk_elems_es(b, (uint64_t)in, 1, wes) / (uint64_t)in;
     if (rows == 0) return ldm_fail(LDM_ERR_BACKEND, "linear: one weight row of %lld floats exceeds the binding range", (long long)in);
     uint64_t gy = ((uint64_t)m + 63) / 64;
     for (uint64_t n0 = 0; n0 < (uint64_t)out; n0 += rows) {
@@ -426,10 +433,10 @@ ldm_status vk_linear(ldm_backend *be, const ldm_tensor *x, const ldm_tensor *w, 
         if (gx > b->max_groups[0] || gy > b->max_groups[1])
             return ldm_fail(LDM_ERR_INVALID_ARG, "linear: %lld x %lld output is too large for one dispatch", (long long)m,
                             (long long)out);
-        vk_view vs[4] = {v[0], {v[1].block, v[1].off + n0 * (uint64_t)in * 4, cnt * (uint64_t)in * 4}, v[2], v[3]};
+        vk_view vs[4] = {v[0], {v[1].block, v[1].off + n0 * (uint64_t)in * wes, cnt * (uint64_t)in * wes}, v[2], v[3]};
         mm_push pc = {(uint32_t)m, (uint32_t)cnt, (uint32_t)in, bias != NULL, (uint32_t)out, (uint32_t)n0};
-        if ((st = vk_dispatch(b, LDM_VK_SHADER_MATMUL, NULL, 0, vs, 4, 1u << 3, &pc, sizeof pc, (uint32_t)gx, (uint32_t)gy,
-                              1)))
+        const ldm_vk_shader_id shader = f16 ? LDM_VK_SHADER_MATMUL_F16 : LDM_VK_SHADER_MATMUL;
+        if ((st = vk_dispatch(b, shader, NULL, 0, vs, 4, 1u << 3, &pc, sizeof pc, (uint32_t)gx, (uint32_t)gy, 1)))
             return st;
     }
     return LDM_OK;
@@ -475,7 +482,9 @@ ldm_status vk_conv2d(ldm_backend *be, const ldm_tensor *x, const ldm_tensor *w, 
                         shape_str(y, s1, sizeof s1), (long long)n, (long long)cout, (long long)oh, (long long)ow);
     if ((st = no_alias(op, y, x))) return st;
     vk_view vx, vw, vb, vy;
-    if ((st = vk_view_of(b, op, "x", x, &vx)) || (st = vk_view_of(b, op, "w", w, &vw))) return st;
+    bool f16 = false; /* the weight is stored as float16 (conv2d_f16) */
+    if ((st = vk_view_of(b, op, "x", x, &vx)) || (st = vk_matrix_view_of(b, op, "w", w, &vw, &f16))) return st;
+    const ldm_vk_shader_id shader = f16 ? LDM_VK_SHADER_CONV2D_F16 : LDM_VK_SHADER_CONV2D;
     if (bias) {
         if ((st = vk_view_of(b, op, "b", bias, &vb))) return st;
     } else {
@@ -496,7 +505,7 @@ ldm_status vk_conv2d(ldm_backend *be, const ldm_tensor *x, const ldm_tensor *w, 
     if (vx.size <= b->max_range && vy.size <= b->max_range) {
         vk_view v[4] = {vx, vw, vb, vy};
         if (n > b->max_groups[2]) return ldm_fail(LDM_ERR_INVALID_ARG, "conv2d: batch %lld too large", (long long)n);
-        return vk_dispatch(b, LDM_VK_SHADER_CONV2D, spec, 3, v, 4, 1u << 3, &pc, sizeof pc, (uint32_t)gx, (uint32_t)gy,
+        return vk_dispatch(b, shader, spec, 3, v, 4, 1u << 3, &pc, sizeof pc, (uint32_t)gx, (uint32_t)gy,
                            (uint32_t)n);
     }
     if (img_in > b->max_range || img_out > b->max_range || img_in % b->align || img_out % b->align)
@@ -506,7 +515,7 @@ ldm_status vk_conv2d(ldm_backend *be, const ldm_tensor *x, const ldm_tensor *w, 
     for (int64_t i = 0; i < n; i++) {
         vk_view v[4] = {{vx.block, vx.off + (uint64_t)i * img_in, img_in}, vw, vb,
                         {vy.block, vy.off + (uint64_t)i * img_out, img_out}};
-        if ((st = vk_dispatch(b, LDM_VK_SHADER_CONV2D, spec, 3, v, 4, 1u << 3, &pc, sizeof pc, (uint32_t)gx, (uint32_t)gy,
+        if ((st = vk_dispatch(b, shader, spec, 3, v, 4, 1u << 3, &pc, sizeof pc, (uint32_t)gx, (uint32_t)gy,
                               1)))
             return st;
     }
