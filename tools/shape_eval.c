@@ -38,6 +38,40 @@ static float median_u8(const uint8_t *v, size_t n) {
     return 0.5f * (float)(a + b);
 }
 
+/* Keeps only the largest 4-connected region of mask (values 0/1) and returns its size. */
+static size_t largest_region(uint8_t *mask, int w, int h) {
+    size_t n = (size_t)w * h, best = 0;
+    int32_t *stack = malloc(n * sizeof *stack);
+    int32_t *label = calloc(n, sizeof *label);
+    if (!stack || !label) {
+        free(stack);
+        free(label);
+        return 0;
+    }
+    int32_t next = 0, best_label = 0;
+    for (size_t i = 0; i < n; i++) {
+        if (!mask[i] || label[i]) continue;
+        size_t top = 0, size = 0;
+        label[i] = ++next;
+        stack[top++] = (int32_t)i;
+        while (top) {
+            int32_t k = stack[--top], x = k % w, y = k / w;
+            size++;
+            const int32_t nb[4] = {x > 0 ? k - 1 : -1, x < w - 1 ? k + 1 : -1, y > 0 ? k - w : -1, y < h - 1 ? k + w : -1};
+            for (int j = 0; j < 4; j++)
+                if (nb[j] >= 0 && mask[nb[j]] && !label[nb[j]]) {
+                    label[nb[j]] = next;
+                    stack[top++] = nb[j];
+                }
+        }
+        if (size > best) best = size, best_label = next;
+    }
+    for (size_t i = 0; i < n; i++) mask[i] = best_label && label[i] == best_label;
+    free(stack);
+    free(label);
+    return best;
+}
+
 bool shape_eval_describe(const uint8_t *rgb, int w, int h, size_t stride, shape_desc *out) {
     *out = (shape_desc){0};
     size_t n = (size_t)w * h;
@@ -61,16 +95,16 @@ bool shape_eval_describe(const uint8_t *rgb, int w, int h, size_t stride, shape_
         bg[c] = median_u8(chan, k);
     }
     out->background = nearest(bg);
-    /* 2. shape pixels */
-    size_t area = 0;
+    /* 2. shape pixels: far from the background colour, and of those only the largest 4-connected
+     * region, so that a few stray pixels (a sampling speckle at the border) do not count. */
     for (int y = 0; y < h; y++)
         for (int x = 0; x < w; x++) {
             const uint8_t *p = rgb + (size_t)y * stride + (size_t)x * 3;
             float d = 0.0f;
             for (int c = 0; c < 3; c++) d += ((float)p[c] - bg[c]) * ((float)p[c] - bg[c]);
             mask[(size_t)y * w + x] = sqrtf(d) > 40.0f;
-            area += mask[(size_t)y * w + x];
         }
+    size_t area = largest_region(mask, w, h);
     if (area >= 0.03 * (double)n && area <= 0.70 * (double)n) {
         float fg[3];
         for (int c = 0; c < 3; c++) {

@@ -3,9 +3,10 @@
  * tools/train/shape_eval.py, which the training report uses:
  *
  * 1. background = the per-channel median of the 2-pixel border, named by the nearest palette colour;
- * 2. shape pixels = those further than 40 from the background colour (RGB distance; the closest
- *    palette pair, yellow and orange, is 81 apart); they must cover 3-70 % of the picture; the shape
- *    colour is their per-channel median, named by the nearest palette colour;
+ * 2. shape pixels = the largest 4-connected region of the pixels further than 40 from the
+ *    background colour (RGB distance; the closest palette pair, yellow and orange, is 81 apart), so
+ *    that stray speckles do not count; it must cover 3-70 % of the picture; the shape colour is
+ *    its per-channel median, named by the nearest palette colour;
  * 3. shape: over the rows of the shape pixels' bounding box, the mean width of the top quarter
  *    over that of the bottom quarter < 0.55 -> triangle; else bounding-box fill > 0.89 -> square;
  *    else circle. */

@@ -2,8 +2,10 @@
 only, no learned model. The same rules as tests/shape_eval.c (which the C test uses):
 
 1. background = the median colour of the 2-pixel border, named by the nearest palette colour;
-2. shape pixels = those further than 40 (RGB distance; the closest palette pair, yellow and orange, is 81 apart) from the background colour; the shape colour
-   is their median, named by the nearest palette colour; they must cover 3-70 % of the picture;
+2. shape pixels = the largest 4-connected region of the pixels further than 40 from the background
+   colour (RGB distance; the closest palette pair, yellow and orange, is 81 apart), so that stray
+   speckles do not count; it must cover 3-70 % of the picture; the shape colour is its median,
+   named by the nearest palette colour;
 3. shape: over the rows of the shape's bounding box, the mean width of the top quarter against the
    bottom quarter < 0.55 -> triangle; else fill of the bounding box > 0.89 -> square; else circle.
 """
@@ -19,13 +21,36 @@ def nearest(rgb):
     return NAMES[int(np.argmin(((PAL - rgb) ** 2).sum(1)))]
 
 
+def largest_region(mask):
+    """The largest 4-connected region of a boolean mask."""
+    h, w = mask.shape
+    label = np.zeros((h, w), np.int32)
+    best, best_label, nxt = 0, 0, 0
+    for y0, x0 in zip(*np.nonzero(mask)):
+        if label[y0, x0]:
+            continue
+        nxt += 1
+        label[y0, x0] = nxt
+        stack, size = [(y0, x0)], 0
+        while stack:
+            y, x = stack.pop()
+            size += 1
+            for yy, xx in ((y, x - 1), (y, x + 1), (y - 1, x), (y + 1, x)):
+                if 0 <= yy < h and 0 <= xx < w and mask[yy, xx] and not label[yy, xx]:
+                    label[yy, xx] = nxt
+                    stack.append((yy, xx))
+        if size > best:
+            best, best_label = size, nxt
+    return label == best_label if best else np.zeros_like(mask)
+
+
 def describe(img):
     img = img.astype(np.float32)
     h, w, _ = img.shape
     border = np.concatenate([img[:2].reshape(-1, 3), img[-2:].reshape(-1, 3),
                              img[:, :2].reshape(-1, 3), img[:, -2:].reshape(-1, 3)])
     bg = np.median(border, axis=0)
-    mask = np.sqrt(((img - bg) ** 2).sum(2)) > 40
+    mask = largest_region(np.sqrt(((img - bg) ** 2).sum(2)) > 40)
     area = int(mask.sum())
     if area < 0.03 * h * w or area > 0.70 * h * w:
         return nearest(bg), None, None

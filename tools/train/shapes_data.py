@@ -15,9 +15,9 @@ COLOURS = {
 SHAPES = ("circle", "square", "triangle")
 NAMES = list(COLOURS)
 
-# 30 of the 270 combinations, chosen so that every colour is held out as a shape colour and as a
-# background three times each, and every shape ten times; the same list is in models/README.md and
-# tests/data/demo/eval_prompts.txt.
+# 30 of the 270 combinations: every colour is held out three times as the shape's colour (always with
+# the same shape: colour i with shape i mod 3) and three times as the background; circles 12 times,
+# squares and triangles 9. The same list is in models/README.md and tests/data/demo/eval_prompts.txt.
 HELD_OUT = [
     (NAMES[i], SHAPES[i % 3], NAMES[(i + k) % 10])
     for k in (1, 4, 7) for i in range(10)

@@ -24,6 +24,7 @@ import math
 import struct
 import sys
 import time
+import zlib
 
 import numpy as np
 import torch
@@ -296,10 +297,16 @@ def save_grid(path, pics, cols=8):
     for i, p in enumerate(pics):
         r, c = divmod(i, cols)
         grid[r * 66 + 1:r * 66 + 65, c * 66 + 1:c * 66 + 65] = p
-    # binary PPM: no imaging library needed
+    # an 8-bit RGB PNG written with zlib alone: no imaging library needed
+    h, w, _ = grid.shape
+    raw = b"".join(b"\0" + grid[y].tobytes() for y in range(h))
+
+    def chunk(tag, data):
+        return struct.pack(">I", len(data)) + tag + data + struct.pack(">I", zlib.crc32(tag + data) & 0xFFFFFFFF)
+
     with open(path, "wb") as f:
-        f.write(b"P6 %d %d 255\n" % (grid.shape[1], grid.shape[0]))
-        f.write(grid.tobytes())
+        f.write(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", w, h, 8, 2, 0, 0, 0)) +
+                chunk(b"IDAT", zlib.compress(raw)) + chunk(b"IEND", b""))
 
 
 def main():
@@ -351,7 +358,7 @@ def main():
         report[f"match_cfg{cfg}"] = res
         log(report, f"cfg {cfg}: seen {res['seen'][0]}/{res['seen'][1]}, "
                     f"held-out {res['held_out'][0]}/{res['held_out'][1]}")
-        save_grid(os.path.join(args.out, f"{args.name}-samples-cfg{cfg}.ppm"), pics)
+        save_grid(os.path.join(args.out, f"{args.name}-samples-cfg{cfg}.png"), pics)
     report["total_seconds"] = round(time.time() - t0, 1)
     with open(os.path.join(args.out, args.name + "-report.json"), "w") as f:
         json.dump(report, f, indent=1)
