@@ -365,10 +365,18 @@ static ldm_status generate(ldm_context *ctx, ldm_model *model, const gen_request
     return st;
 }
 
-/* width/height 0: the model's own size (model_image_size: its metadata or family). */
-static void default_size(const ldm_model *model, ldm_txt2img_params *p) {
+/* The caller's ldm_txt2img_params in the current layout, defaults filled in. Layout 1 ended at
+ * user_data; progress_ex, preview and preview_interval came after (layout 2), then max_memory and
+ * vae_tile (layout 3). width/height 0 mean the model's own size (model_image_size). */
+static ldm_status read_txt2img_params(const ldm_model *model, const ldm_txt2img_params *params,
+                                      ldm_txt2img_params *p) {
+    ldm_txt2img_params_init(p);
+    static const size_t sizes[] = {offsetof(ldm_txt2img_params, progress_ex), offsetof(ldm_txt2img_params, max_memory)};
+    ldm_status st = copy_versioned(p, sizeof *p, params, sizes, 2, "ldm_txt2img_params");
+    if (st) return st;
     if (p->width == 0) p->width = model_image_size(model);
     if (p->height == 0) p->height = model_image_size(model);
+    return LDM_OK;
 }
 
 LDM_API ldm_status ldm_txt2img(ldm_context *ctx, ldm_model *model, const ldm_txt2img_params *params,
@@ -376,13 +384,8 @@ LDM_API ldm_status ldm_txt2img(ldm_context *ctx, ldm_model *model, const ldm_txt
     CHECK_ARG(ctx && model && params && images, "ldm_txt2img: ctx, model, params and images are required");
     ldm_clear_error();
     ldm_txt2img_params p;
-    ldm_txt2img_params_init(&p);
-    /* Layout 1 ended at user_data; progress_ex, preview and preview_interval came after (layout 2),
-     * then max_memory and vae_tile (layout 3). */
-    static const size_t sizes[] = {offsetof(ldm_txt2img_params, progress_ex), offsetof(ldm_txt2img_params, max_memory)};
-    ldm_status st = copy_versioned(&p, sizeof p, params, sizes, 2, "ldm_txt2img_params");
+    ldm_status st = read_txt2img_params(model, params, &p);
     if (st) return st;
-    default_size(model, &p);
     gen_request r = {.prompt = p.prompt, .negative_prompt = p.negative_prompt, .width = p.width, .height = p.height,
                      .steps = p.steps, .cfg_scale = p.cfg_scale, .sampler = p.sampler, .scheduler = p.scheduler,
                      .seed = p.seed, .random_seed = p.random_seed, .batch_count = p.batch_count,
@@ -397,11 +400,8 @@ LDM_API ldm_status ldm_memory_estimate(ldm_context *ctx, const ldm_model *model,
     CHECK_ARG(ctx && model && params && bytes, "ldm_memory_estimate: ctx, model, params and bytes are required");
     ldm_clear_error();
     ldm_txt2img_params p;
-    ldm_txt2img_params_init(&p);
-    static const size_t sizes[] = {offsetof(ldm_txt2img_params, progress_ex), offsetof(ldm_txt2img_params, max_memory)};
-    ldm_status st = copy_versioned(&p, sizeof p, params, sizes, 2, "ldm_txt2img_params");
+    ldm_status st = read_txt2img_params(model, params, &p);
     if (st) return st;
-    default_size(model, &p);
     CHECK_ARG(p.width > 0 && p.height > 0 && p.width <= 8192 && p.height <= 8192,
               "ldm_memory_estimate: width and height must be in 1..8192");
     const int32_t min_tile = 2 * vae_tile_halo(model) + 4;
