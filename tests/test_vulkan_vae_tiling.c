@@ -1,6 +1,6 @@
 /* The VAE decode under a small device budget (issue 4): with a 24 MiB budget, a 256x256 decode
  * of sd1-tiny (32x32 latent, ~60 MiB of activations untiled) does not fit whole — the untiled
- * decoder fails with LDM_ERR_NO_MEMORY — so vae_decode must tile it (core/vae_tiled.c: halos and
+ * decoder fails with LDM_ERR_NO_MEMORY — so vae_decode must tile it (core/vae_tiling.c: halos and
  * whole-image GroupNorm statistics, no blending) and still equal the untiled decode: every pixel
  * within the single-op rule |d| <= 1e-4 + 1e-4 |ref| of the untiled CPU decode, the pools within
  * the budget. Also: on the CPU backend (no limits) vae_decode is exactly the untiled decoder.

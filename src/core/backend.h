@@ -81,7 +81,7 @@ typedef struct ldm_backend_ops {
 
     /* Optional (NULL: no limits, the CPU). Device memory still available within the backend's
      * budget and the largest single tensor its ops take, in bytes, so that a network can split
-     * its work before running out (the VAE decoder tiles, core/vae_tiled.c). */
+     * its work before running out (the VAE decoder tiles, core/vae_tiling.c). */
     void (*memory_limits)(ldm_backend *be, uint64_t *free_bytes, uint64_t *max_tensor_bytes);
 } ldm_backend_ops;
 

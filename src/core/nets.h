@@ -36,7 +36,7 @@ ldm_status vae_decode(ldm_exec *ex, const ldm_model *m, int32_t n, int32_t h, in
                       float *image);
 /* vae_decode runs the decoder over the whole latent when the backend's memory limits allow
  * (always on the CPU), else in tiles with halos and whole-image GroupNorm statistics, equal to
- * the untiled decode up to rounding (vae_tiled.c); vae_decode_untiled (vae.c) is the plain
+ * the untiled decode up to rounding (vae_tiling.c); vae_decode_untiled (vae.c) is the plain
  * forward pass. */
 ldm_status vae_decode_untiled(ldm_exec *ex, const ldm_model *m, int32_t n, int32_t h, int32_t w, const float *z,
                               float *image);

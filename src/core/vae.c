@@ -120,7 +120,7 @@ ldm_status vae_encode_moments(ldm_exec *ex, const ldm_model *m, int32_t n, int32
 }
 
 /* The decoder up to and including the blocks of its lowest-resolution level, all at the
- * latent's size: post_quant_conv, conv_in, mid, up[n_levels - 1] blocks (vae_tiled.c runs this
+ * latent's size: post_quant_conv, conv_in, mid, up[n_levels - 1] blocks (vae_tiling.c runs this
  * part whole and tiles the rest). */
 ldm_tensor *vae_decoder_head(ldm_exec *ex, const ldm_model *m, int32_t n, int32_t h, int32_t w, const float *z) {
     vae_run run = {ex, m}, *r = &run;

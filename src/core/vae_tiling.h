@@ -1,6 +1,7 @@
-/* Tiled VAE decoding under a host-memory budget, for every backend (vae_tiling.c): the part of
- * the decoder at the latent's resolution runs whole, the rest on tiles that each carry a halo
- * as wide as that part's receptive field, with GroupNorm statistics shared over the image. */
+/* Tiled VAE decoding, for every backend (vae_tiling.c): the part of the decoder at the latent's
+ * resolution runs whole, the rest on tiles that each carry a halo as wide as that part's
+ * receptive field, with GroupNorm statistics of the whole image. vae_decode (nets.h) uses it by
+ * itself when a backend's memory limits require; the calls below choose the tile size. */
 #ifndef LDM_CORE_VAE_TILING_H
 #define LDM_CORE_VAE_TILING_H
 
@@ -15,8 +16,8 @@ ldm_status vae_decode_tiled(ldm_exec *ex, const ldm_model *m, int32_t n, int32_t
 
 /* Where the GroupNorm statistics of the tiled part come from. */
 typedef enum vae_tile_stats {
-    VAE_TILE_STATS_TILES = 0, /* a first pass over the tiles with tile-local statistics (memory of one tile) */
-    VAE_TILE_STATS_WHOLE = 1, /* a first pass over the whole latent: exact, untiled memory (tests) */
+    VAE_TILE_STATS_TILES = 0, /* recompute: a first pass over the tiles with tile-local statistics (memory of one tile) */
+    VAE_TILE_STATS_WHOLE = 1, /* hold: segment by segment, the activations on the host: exact (host memory of the image) */
 } vae_tile_stats;
 ldm_status vae_decode_tiled_ex(ldm_exec *ex, const ldm_model *m, int32_t n, int32_t h, int32_t w, const float *z,
                                float *image, int32_t tile, vae_tile_stats stats);
