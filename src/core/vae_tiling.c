@@ -99,6 +99,16 @@ static rect grid_core(const grid *g, int32_t i) {
     return (rect){g->by[iy], g->bx[ix], g->by[iy + 1], g->bx[ix + 1]};
 }
 
+/* The largest tile (a core grown by `halo`, within the latent), latent pixels: the buffers' size. */
+static void largest_tile(const grid *g, int32_t halo, int32_t h, int32_t w, int32_t *th, int32_t *tw) {
+    *th = *tw = 0;
+    for (int32_t i = 0; i < g->ny * g->nx; i++) {
+        const rect r = grow(grid_core(g, i), 1, halo, h, w);
+        *th = LDM_MAX(*th, rh(r));
+        *tw = LDM_MAX(*tw, rw(r));
+    }
+}
+
 /* ---------------------------------------------------------------------------------------- */
 /* The tail as segments                                                                     */
 /* ---------------------------------------------------------------------------------------- */
@@ -438,13 +448,8 @@ static ldm_status decode_recompute(ldm_exec *ex, const ldm_model *m, const tail 
     const seg *segs = tl->s;
     const int nseg = tl->n, nt = gd->ny * gd->nx;
     const int32_t f = m->downscale, halo = segs[0].halo;
-    /* the largest tile region, latent pixels */
-    int32_t th = 0, tw = 0;
-    for (int32_t i = 0; i < nt; i++) {
-        const rect r = grow(grid_core(gd, i), 1, halo, h, w);
-        th = LDM_MAX(th, rh(r));
-        tw = LDM_MAX(tw, rw(r));
-    }
+    int32_t th, tw;
+    largest_tile(gd, halo, h, w, &th, &tw);
     /* per GroupNorm segment: sums per channel over the cores, then the affine map */
     double *sum = calloc((size_t)nseg * tl->c_max, sizeof *sum), *sq = calloc((size_t)nseg * tl->c_max, sizeof *sq);
     ldm_tensor **aff = calloc((size_t)2 * nseg, sizeof *aff);
@@ -518,12 +523,8 @@ static ldm_status decode_recompute(ldm_exec *ex, const ldm_model *m, const tail 
 static ldm_status decode_whole_per_tile(ldm_exec *ex, const ldm_model *m, const grid *gd, int32_t h, int32_t w,
                                         const float *z, float *image) {
     const int32_t f = m->downscale, C = m->vae.embed_dim, halo = whole_decoder_halo, nt = gd->ny * gd->nx;
-    int32_t th = 0, tw = 0;
-    for (int32_t i = 0; i < nt; i++) {
-        const rect r = grow(grid_core(gd, i), 1, halo, h, w);
-        th = LDM_MAX(th, rh(r));
-        tw = LDM_MAX(tw, rw(r));
-    }
+    int32_t th, tw;
+    largest_tile(gd, halo, h, w, &th, &tw);
     float *tin = malloc((size_t)C * th * tw * sizeof *tin), *it = malloc((size_t)3 * th * f * tw * f * sizeof *it);
     if (!tin || !it) op_error(ex, ldm_fail(LDM_ERR_NO_MEMORY, "out of memory for the VAE tiles"));
     for (int32_t i = 0; i < nt && !ex->status; i++) {
