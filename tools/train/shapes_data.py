@@ -44,14 +44,15 @@ def render(rng, combos, size=64, ss=4):
     yy, xx = np.mgrid[0:big, 0:big].astype(np.float32) / ss + 0.5 / ss  # pixel units
     out = np.empty((n, size, size, 3), np.uint8)
     for i, (fg, shape, bg) in enumerate(combos):
-        r = rng.uniform(10.0, 22.0)                         # half-size in pixels
+        r = rng.uniform(12.0, 22.0)                         # half-size in pixels
         cx = rng.uniform(r + 2, size - r - 2)
         cy = rng.uniform(r + 2, size - r - 2)
         if shape == "circle":
             m = (xx - cx) ** 2 + (yy - cy) ** 2 <= r * r
         elif shape == "square":
-            h = r * 0.886                                   # same area as the circle
-            m = (np.abs(xx - cx) <= h) & (np.abs(yy - cy) <= h)
+            # the circle's bounding box, filled: at f = 8 the corners are what tells a square from a
+            # circle, and a square cut to the circle's area (half-side 0.886 r) left them too faint
+            m = (np.abs(xx - cx) <= r) & (np.abs(yy - cy) <= r)
         else:                                               # upright isosceles triangle
             top, bottom = cy - r, cy + r
             m = (yy >= top) & (yy <= bottom) & (np.abs(xx - cx) <= (yy - top) * 0.5 * 1.15)
