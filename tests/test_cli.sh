@@ -227,12 +227,16 @@ file_has() { # FILE STRING: the bytes of FILE contain STRING
 # started with SIGINT at its default (a background job of a script would inherit it ignored,
 # which ldm respects), and it is polled rather than waited on, so a hang fails instead of
 # blocking the suite.
+# Its stderr goes to a file of its own that exists empty before the start: polling the shared
+# $TMP/err raced with the child's truncation of it, found the previous command's "step" line and
+# signalled before ldm had installed its handler (the signal was then ignored or fatal).
 test_interrupt() {
+    : >"$TMP/int.err"
     env --default-signal=INT "$LDM" txt2img -m "$MODEL" -p cat -W 32 -H 32 --steps 1000 \
-        --backend cpu -o "$TMP/int.png" >"$TMP/out" 2>"$TMP/err" &
+        --backend cpu -o "$TMP/int.png" >"$TMP/out" 2>"$TMP/int.err" &
     pid=$!
     n=0
-    while ! grep -q 'step ' "$TMP/err" && kill -0 "$pid" 2>/dev/null && [ $n -lt 120 ]; do
+    while ! grep -q 'step ' "$TMP/int.err" && kill -0 "$pid" 2>/dev/null && [ $n -lt 120 ]; do
         sleep 1
         n=$((n + 1))
     done
@@ -242,6 +246,7 @@ test_interrupt() {
         sleep 1
         n=$((n + 1))
     done
+    cp "$TMP/int.err" "$TMP/err" # what fail() shows
     if kill -0 "$pid" 2>/dev/null; then
         kill -KILL "$pid"
         fail "ldm did not stop within 60s of SIGINT"
