@@ -11,11 +11,11 @@ The result is written as an SD 1.x single-file checkpoint in F16 plus a training
 
 Usage: /usr/bin/python3 tools/train/train.py [--out DIR] [--seed N] [--quick]
 Needs Debian's python3-torch and python3-numpy (apt install python3-torch python3-numpy).
-The defaults are the shipped model's recipe: one thread, fixed seeds, so the same command gives
-the same losses. --threads 2 --workers 2 uses both cores (the autoencoder on two threads; the UNet
-in two one-thread processes that each take half of every batch and average their gradients with a
-gloo all-reduce, because torch's intra-op threads make this small UNet slower, not faster); it
-computes the same thing in a different summation order.
+The defaults are the shipped model's recipe, with fixed seeds, so the same command gives the same
+losses. They use both cores: --threads 2 runs the autoencoder on two threads; --workers 2 runs the
+UNet in two one-thread processes that each take half of every batch and average their gradients
+with a gloo all-reduce, because torch's intra-op threads make this small UNet slower, not faster.
+--threads 1 --workers 1 computes the same thing on one core, in another summation order.
 """
 import os
 
